@@ -1,0 +1,161 @@
+//! The command line, as DESIGN.md's contract lists it (clap derive).
+//!
+//! Only parsing lives here; each command's behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::LogFormat;
+
+/// Autoheal's self-hosted AWS side: the daemon that hands short-lived AWS credentials to
+/// sandboxes, and the read-only AWS tools the investigation agent runs inside them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "autoheal",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file [default: /etc/autoheal/autoheal.toml, if it exists]
+    #[arg(long, global = true, value_name = "FILE", env = "AUTOHEAL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log line format on stderr [default: the config's log.format, else text]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--output` of commands that print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Readable text for people.
+    Text,
+    /// Exactly one JSON document.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: HTTP API, credential broker and sandbox runtime.
+    Serve,
+    /// Test Connection: resolve credentials and try one read call per AWS capability.
+    Check(CheckArgs),
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List the read-only AWS tools: names, descriptions, argument schemas, IAM actions.
+    Tools(OutputArgs),
+    /// Run one tool with the AWS credentials of this process (as inside a sandbox).
+    Tool(ToolArgs),
+    /// Serve every tool over the Model Context Protocol on stdin/stdout.
+    Mcp,
+    /// Print IAM documents derived from the tool catalogue.
+    Policy(PolicyArgs),
+    /// Run sandboxes through the daemon's API.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// The daemon's OIDC issuer: signing keys, static documents, debug tokens.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Test only this integration [default: all].
+    #[arg(long, value_name = "NAME")]
+    pub integration: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective result, secrets redacted.
+    Check(OutputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ToolArgs {
+    /// Tool name, as `autoheal tools` lists it.
+    pub name: String,
+    /// Arguments as a JSON object.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub args: String,
+    /// AWS region [default: from the environment, else us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Which document to print.
+    #[arg(value_enum, default_value = "permissions")]
+    pub document: PolicyDocument,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyDocument {
+    /// The read-only permissions policy the tools need.
+    Permissions,
+    /// The role trust policy for OIDC federation.
+    TrustOidc,
+    /// The target role's trust policy for cross-account access.
+    TrustCrossAccount,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start a sandbox, wait for it, print its output and exit with its exit code.
+    Run(SandboxRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxRunArgs {
+    /// Integration whose credentials the sandbox receives.
+    #[arg(long, value_name = "NAME")]
+    pub integration: String,
+    /// Image to run [default: the config's sandbox.image].
+    #[arg(long, value_name = "IMG")]
+    pub image: Option<String>,
+    /// Longest the sandbox may run, such as 90s or 5m [default: sandbox.max_lifetime].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OidcCommand {
+    /// Create a signing key in oidc.key_dir (mode 0600).
+    Keygen,
+    /// Write the discovery document and JWKS as static files for a public HTTPS host.
+    Publish {
+        /// Directory to write `.well-known/` into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print a signed token for an integration (for debugging trust policies).
+    Token {
+        /// Integration whose subject the token carries.
+        #[arg(long, value_name = "NAME")]
+        integration: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}

@@ -1,0 +1,52 @@
+//! One file per command; `run` dispatches the parsed command line to them.
+
+mod config_check;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::config::{self, Config, ConfigError};
+use crate::exit_code::Exit;
+use crate::logging;
+
+/// Runs the command and says how the process should exit.
+pub async fn run(cli: Cli) -> Exit {
+    match &cli.command {
+        Command::Config(ConfigCommand::Check(args)) => config_check::run(&cli, args.output),
+        Command::Serve => not_built(&cli, "serve"),
+        Command::Check(_) => not_built(&cli, "check"),
+        Command::Tools(_) => not_built(&cli, "tools"),
+        Command::Tool(_) => not_built(&cli, "tool"),
+        Command::Mcp => not_built(&cli, "mcp"),
+        Command::Policy(_) => not_built(&cli, "policy"),
+        Command::Sandbox(_) => not_built(&cli, "sandbox"),
+        Command::Oidc(_) => not_built(&cli, "oidc"),
+    }
+}
+
+/// Loads the configuration and starts logging as it says; on failure prints why and gives
+/// the exit status (78).
+pub fn load_config_and_log(cli: &Cli) -> Result<Config, Exit> {
+    match config::load(cli.config.as_deref()) {
+        Ok(config) => {
+            logging::init(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.filter,
+            );
+            Ok(config)
+        }
+        Err(err) => {
+            eprintln!("autoheal: {err}");
+            Err(exit_for(&err))
+        }
+    }
+}
+
+fn exit_for(_err: &ConfigError) -> Exit {
+    Exit::Config
+}
+
+/// Commands whose part is not built yet say so plainly (exit 69) instead of pretending.
+fn not_built(cli: &Cli, name: &str) -> Exit {
+    logging::init(cli.log_format.unwrap_or(config::LogFormat::Text), "info");
+    eprintln!("autoheal {name}: not built yet in this version");
+    Exit::Unavailable
+}

@@ -1,0 +1,229 @@
+//! Value types of the configuration that carry their own syntax rules.
+//!
+//! Each `parse` answers a message that says what was expected, so validation can prefix it
+//! with the key path and the operator knows what to write instead.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use bytesize::ByteSize;
+use regex::Regex;
+use serde::{Serialize, Serializer};
+
+/// A 12-digit AWS account ID (leading zeros are significant).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "not a 12-digit AWS account ID: {value:?} (quote it in TOML to keep leading zeros)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+static REGION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$").expect("valid regex"));
+
+/// An AWS region name such as `us-east-1` or `us-gov-west-1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Region(String);
+
+impl Region {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if REGION.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "not an AWS region name: {value:?} (expected something like \"us-east-1\")"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role/((?:[\x21-\x7E]+/)*)([\w+=,.@-]{1,64})$",
+    )
+    .expect("valid regex")
+});
+
+/// An IAM role ARN: `arn:aws:iam::123456789012:role/[path/]Name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RoleArn(String);
+
+impl RoleArn {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if ROLE_ARN.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "not an IAM role ARN: {value:?} (expected arn:aws:iam::<12-digit account>:role/<name>)"
+            ))
+        }
+    }
+
+    /// The account that owns the role.
+    pub fn account_id(&self) -> AccountId {
+        let captures = ROLE_ARN.captures(&self.0).expect("validated at parse");
+        AccountId(captures[2].to_owned())
+    }
+
+    /// The role's name, without its path.
+    pub fn role_name(&self) -> &str {
+        self.0.rsplit('/').next().expect("validated at parse")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an integration's credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// The EC2 instance role through IMDSv2, optionally chained through `role_arn`.
+    InstanceRole,
+    /// `sts:AssumeRoleWithWebIdentity` with a token the daemon signs itself.
+    Oidc,
+    /// The SDK's default chain (env vars, profile, …) — for development.
+    Environment,
+}
+
+impl AuthMethod {
+    pub const NAMES: [&'static str; 3] = ["instance_role", "oidc", "environment"];
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "instance_role" => Ok(Self::InstanceRole),
+            "oidc" => Ok(Self::Oidc),
+            "environment" => Ok(Self::Environment),
+            other => Err(format!(
+                "unknown auth method {other:?} (expected one of: {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::InstanceRole => "instance_role",
+            Self::Oidc => "oidc",
+            Self::Environment => "environment",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "unknown log format {other:?} (expected text or json)"
+            )),
+        }
+    }
+}
+
+/// Sizes print the way people write them in the config: `512 MiB`.
+pub fn serialize_size<S: Serializer>(size: &ByteSize, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&size.display().iec().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_are_twelve_digits() {
+        assert!(AccountId::parse("012345678901").is_ok());
+        assert!(AccountId::parse("12345678901").is_err());
+        assert!(AccountId::parse("1234567890123").is_err());
+        assert!(AccountId::parse("12345678901a").is_err());
+    }
+
+    #[test]
+    fn regions_look_like_regions() {
+        for ok in ["us-east-1", "eu-west-2", "us-gov-west-1", "ap-southeast-4"] {
+            assert!(Region::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["us-east", "US-EAST-1", "useast1", "us_east_1", ""] {
+            assert!(Region::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn role_arns_are_checked_and_taken_apart() {
+        let arn =
+            RoleArn::parse("arn:aws:iam::210987654321:role/ops/AutohealCrossAccountRole").unwrap();
+        assert_eq!(arn.account_id().as_str(), "210987654321");
+        assert_eq!(arn.role_name(), "AutohealCrossAccountRole");
+        for bad in [
+            "arn:aws:iam::21098765432:role/X",
+            "arn:aws:iam::210987654321:user/X",
+            "arn:aws:sts::210987654321:role/X",
+            "AutohealCrossAccountRole",
+            "arn:aws:iam::210987654321:role/",
+        ] {
+            assert!(RoleArn::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_methods_name_the_choices() {
+        assert_eq!(AuthMethod::parse("oidc").unwrap(), AuthMethod::Oidc);
+        let err = AuthMethod::parse("keys").unwrap_err();
+        assert!(err.contains("instance_role, oidc, environment"), "{err}");
+    }
+}

@@ -1,0 +1,168 @@
+//! Configuration: built-in defaults < TOML file < `AUTOHEAL_` environment variables.
+//!
+//! [`load`] reads the sources with figment into a loose shape ([`raw`]), then [`validate`]
+//! checks every key and builds the typed [`Config`] below, or reports *all* problems at once,
+//! each named by its key path. Nothing else in the program reads files or env for settings.
+//! This module depends on nothing else of ours.
+
+mod fields;
+mod load;
+mod raw;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Serialize;
+
+pub use fields::{AccountId, AuthMethod, LogFormat, Region, RoleArn};
+pub use load::{ConfigError, ConfigIssue, DEFAULT_CONFIG_PATH, load, load_from_str};
+pub use secret::{REDACTED, Secret};
+
+/// Loopback only: the API hands out sandboxes with AWS credentials, so exposing it beyond the
+/// host must be a deliberate choice.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+/// Where `serve` keeps (or creates, mode 0600) the API bearer token.
+pub const DEFAULT_API_TOKEN_FILE: &str = "/var/lib/autoheal/api-token";
+/// Built locally by `scripts/build-sandbox-image`; it holds this very binary.
+pub const DEFAULT_SANDBOX_IMAGE: &str = "autoheal-sandbox:latest";
+/// A bridge network of our own, so IMDS can be blocked for sandboxes alone.
+pub const DEFAULT_SANDBOX_NETWORK: &str = "autoheal-sandbox";
+/// Long enough for a slow Logs Insights query, short enough that credentials outlive it.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// The tools stream compact JSON; 512 MiB leaves ample headroom for large log pages.
+pub const DEFAULT_SANDBOX_MEMORY: ByteSize = ByteSize::mib(512);
+pub const DEFAULT_SANDBOX_CPUS: f64 = 1.0;
+/// Enough for a tokio runtime and its blocking pool; stops a fork bomb long before the host.
+pub const DEFAULT_PIDS_LIMIT: u32 = 256;
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// The longest session STS grants when one role assumes another (role chaining).
+pub const ROLE_CHAINING_MAX_SESSION: Duration = Duration::from_secs(3600);
+/// The shortest session STS grants at all.
+pub const MIN_SESSION: Duration = Duration::from_secs(15 * 60);
+/// The longest session AssumeRoleWithWebIdentity grants (a role's MaxSessionDuration cap).
+pub const WEB_IDENTITY_MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
+/// One hour: within the role-chaining cap, so valid for every source.
+pub const DEFAULT_SESSION_DURATION: Duration = ROLE_CHAINING_MAX_SESSION;
+pub const DEFAULT_OIDC_KEY_DIR: &str = "/var/lib/autoheal/oidc";
+/// The integration `serve` runs when no config file exists: the SDK's default chain.
+pub const DEFAULT_INTEGRATION_NAME: &str = "default";
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub sandbox: SandboxConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
+    pub log: LogConfig,
+    #[serde(rename = "integration")]
+    pub integrations: Vec<IntegrationConfig>,
+}
+
+impl Config {
+    /// The integration with this name, if configured.
+    pub fn integration(&self, name: &str) -> Option<&IntegrationConfig> {
+        self.integrations.iter().find(|i| i.name == name)
+    }
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    /// Address the API binds to.
+    pub listen: SocketAddr,
+    /// File holding the API bearer token (created with mode 0600 when missing).
+    pub api_token_file: PathBuf,
+}
+
+/// `[sandbox]`: how sandbox containers are started and limited.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxConfig {
+    /// Image sandboxes run from.
+    pub image: String,
+    /// Docker network for sandboxes, or `host`.
+    pub network: String,
+    /// Upper bound on a sandbox's life; requests may ask for less.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// Memory limit per sandbox.
+    #[serde(serialize_with = "fields::serialize_size")]
+    pub memory: ByteSize,
+    /// CPU limit per sandbox (fractions allowed).
+    pub cpus: f64,
+    /// Process limit per sandbox.
+    pub pids_limit: u32,
+}
+
+/// `[oidc]`: the daemon as its own OIDC issuer.
+#[derive(Debug, Clone, Serialize)]
+pub struct OidcConfig {
+    /// Issuer URL, exactly as registered in IAM (https, no trailing slash).
+    pub issuer: String,
+    /// Tenant slug; tokens carry `aud = {tenant_slug}-oidc-service`.
+    pub tenant_slug: String,
+    /// Directory of signing keys (mode 0700, keys 0600).
+    pub key_dir: PathBuf,
+}
+
+impl OidcConfig {
+    /// The audience every token carries and every trust policy checks.
+    pub fn audience(&self) -> String {
+        format!("{}-oidc-service", self.tenant_slug)
+    }
+}
+
+/// `[log]`: how the program logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    /// `text` (for people) or `json` (one object per line, for collectors).
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter such as `info,autoheal=debug`.
+    pub filter: String,
+}
+
+/// `[[integration]]`: one AWS account (and region) the agent may read.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntegrationConfig {
+    /// Unique name; used in the API path, labels and STS session names.
+    pub name: String,
+    /// The account the credentials must belong to (checked by Test Connection). Required in
+    /// a config file; `None` only for the built-in `default` integration, which accepts any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<AccountId>,
+    /// Region for every call of this integration.
+    pub region: Region,
+    /// Where the credentials come from.
+    pub auth: AuthMethod,
+    /// Role to assume: cross-account for `instance_role`, required for `oidc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<RoleArn>,
+    /// External ID the target role's trust policy requires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<Secret>,
+    /// Session length asked of STS when a role is assumed.
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    /// AWS endpoint override (emulators); also handed to sandboxes as `AWS_ENDPOINT_URL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+}
+
+impl Config {
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config always serializes to TOML")
+    }
+
+    /// The effective configuration as JSON, secrets redacted.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("the config always serializes to JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! autoheal: the self-hosted AWS side of the Autoheal incident-investigation agent.
+//!
+//! The modules follow the parts of the design: `config` (settings, validated at once) sits at
+//! the bottom and depends on nothing of ours; `commands` and `cli` sit on top.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exit_code;
+pub mod logging;
+pub mod stdout;
