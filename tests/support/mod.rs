@@ -1,0 +1,159 @@
+//! Shared helpers for the integration tests: a private test bed per test.
+//!
+//! Each [`TestBed`] is its own process (moto + CBOR front + IMDSv2 emulator) on free
+//! loopback ports, so tests never share AWS state and can run in any order. It is killed
+//! when dropped, and it exits by itself when our stdin pipe closes, so a test that dies
+//! cannot leave it behind.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
+use serde_json::Value;
+
+/// How long a test bed may take to start (moto's import dominates; seeding adds a few s).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct TestBed {
+    child: Child,
+    /// One endpoint for every AWS service.
+    pub endpoint: String,
+    /// The IMDSv2 emulator.
+    pub imds_endpoint: String,
+    /// The account the instance role (and default keys) belong to.
+    pub account_id: String,
+    http: reqwest::Client,
+}
+
+/// The repository root (tests run with the package root as working directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test bed's Python, from `AUTOHEAL_TESTBED_PYTHON` or the venv `scripts/testbed setup` makes.
+pub fn testbed_python() -> PathBuf {
+    if let Ok(python) = std::env::var("AUTOHEAL_TESTBED_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let python = repo_root().join(".testbed/venv/bin/python");
+    assert!(
+        python.exists(),
+        "the test bed's virtualenv is missing at {}: run `scripts/testbed setup` (scripts/test does it for you)",
+        python.display()
+    );
+    python
+}
+
+impl TestBed {
+    /// An empty world.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The incident world of `tests/testbed/seed.py`, in the default account and region.
+    pub fn start_seeded() -> Self {
+        Self::start_with(&["--seed"])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let script = repo_root().join("tests/testbed/testbed.py");
+        let mut child = Command::new(testbed_python())
+            .arg(&script)
+            .arg("--exit-on-stdin-eof")
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the test bed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) if !line.trim().is_empty() => line,
+            other => {
+                let _ = child.kill();
+                panic!("the test bed did not become ready within {START_TIMEOUT:?}: {other:?}");
+            }
+        };
+        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let text = |key: &str| ready[key].as_str().expect("ready field").to_owned();
+        TestBed {
+            endpoint: text("endpoint"),
+            imds_endpoint: text("imds_endpoint"),
+            account_id: text("account_id"),
+            child,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SDK config pointing at the test bed with static test keys of the default account.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testbed", "testbed", None, None, "test"))
+            .load()
+            .await
+    }
+
+    /// The IMDS emulator's state and counters.
+    pub async fn imds_state(&self) -> Value {
+        self.http
+            .get(format!("{}/_testbed/imds", self.endpoint))
+            .send()
+            .await
+            .expect("control route answers")
+            .json()
+            .await
+            .expect("control answer is JSON")
+    }
+
+    /// Switches the IMDS emulator (mode, delay_ms, tokens_required, ttl, rotation, counters).
+    pub async fn configure_imds(&self, changes: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/_testbed/imds", self.endpoint))
+            .json(&changes)
+            .send()
+            .await
+            .expect("control route answers");
+        assert!(
+            response.status().is_success(),
+            "control request {changes} failed: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.expect("control answer is JSON")
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it answers `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
