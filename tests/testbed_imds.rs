@@ -103,7 +103,11 @@ async fn tokens_are_required_checked_and_carry_their_ttl() {
         .send()
         .await
         .unwrap();
-    assert_eq!(forwarded.status(), 403, "tokens are not handed out through proxies");
+    assert_eq!(
+        forwarded.status(),
+        403,
+        "tokens are not handed out through proxies"
+    );
 
     let without = http.get(&listing).send().await.unwrap();
     assert_eq!(without.status(), 401);
@@ -213,7 +217,8 @@ async fn fault_modes_fail_the_way_ec2_does() {
         assert!(format!("{err:?}").contains(status), "{mode}: {err:?}");
     }
 
-    bed.configure_imds(json!({"mode": "slow", "delay_ms": 3000})).await;
+    bed.configure_imds(json!({"mode": "slow", "delay_ms": 3000}))
+        .await;
     let err = provider.provide_credentials().await.unwrap_err();
     assert!(
         format!("{err:?}").to_lowercase().contains("timeout")
@@ -221,7 +226,8 @@ async fn fault_modes_fail_the_way_ec2_does() {
         "slow IMDS times out: {err:?}"
     );
 
-    bed.configure_imds(json!({"mode": "down", "delay_ms": 0})).await;
+    bed.configure_imds(json!({"mode": "down", "delay_ms": 0}))
+        .await;
     let refused = reqwest::Client::new()
         .put(format!("{}/latest/api/token", bed.imds_endpoint))
         .header(TTL_HEADER, "60")

@@ -1,0 +1,146 @@
+//! The `autoheal` binary as an operator meets it: help, version, exit codes, `config check`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn autoheal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(args)
+        .env_remove("AUTOHEAL_CONFIG")
+        .output()
+        .expect("run autoheal")
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("autoheal-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn version_and_help_work() {
+    let version = autoheal(&["--version"]);
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("autoheal "));
+    for command in [
+        "serve", "check", "config", "tools", "tool", "mcp", "policy", "sandbox", "oidc",
+    ] {
+        let help = autoheal(&[command, "--help"]);
+        assert!(help.status.success(), "{command} --help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("Usage: autoheal"), "{command}: {text}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    assert_eq!(autoheal(&[]).status.code(), Some(64));
+    assert_eq!(autoheal(&["frobnicate"]).status.code(), Some(64));
+    assert_eq!(
+        autoheal(&["check", "--output", "yaml"]).status.code(),
+        Some(64)
+    );
+}
+
+#[test]
+fn config_check_names_all_five_mistakes_and_exits_78() {
+    let path = write_config(
+        "five-mistakes.toml",
+        r#"
+[server]
+listen = "everywhere"
+
+[sandbox]
+max_lifetime = "-5m"
+
+[[integration]]
+name = "production-aws"
+account_id = "12345678901"
+auth = "instance_role"
+role_arn = "arn:aws:iam::210987654321:role/AutohealCrossAccountRole"
+
+[[integration]]
+name = "production-aws"
+account_id = "123456789012"
+region = "us-east"
+auth = "oidc"
+role_arn = "arn:aws:iam::210987654321:role/AutohealOidcRole"
+"#,
+    );
+    let out = autoheal(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "server.listen:",
+        "sandbox.max_lifetime:",
+        "integration[0].account_id:",
+        "integration[1].region:",
+        "integration[1].auth:",
+    ] {
+        assert!(stderr.contains(key), "{key} missing from:\n{stderr}");
+    }
+    assert!(stderr.contains("5 problems"), "{stderr}");
+
+    let json = autoheal(&[
+        "config",
+        "check",
+        "--output",
+        "json",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(json.status.code(), Some(78));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
+    assert_eq!(doc["error"]["issues"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_redacted() {
+    let path = write_config(
+        "good.toml",
+        r#"
+[[integration]]
+name = "production-aws"
+account_id = "123456789012"
+auth = "instance_role"
+role_arn = "arn:aws:iam::210987654321:role/AutohealCrossAccountRole"
+external_id = "s3cr3t-external-id"
+"#,
+    );
+    // --config after the subcommand works too.
+    let out = autoheal(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let effective: toml::Table = toml::from_str(&text).expect("the output is TOML");
+    assert_eq!(effective["sandbox"]["max_lifetime"].as_str(), Some("15m"));
+    assert_eq!(
+        effective["integration"][0]["region"].as_str(),
+        Some("us-east-1")
+    );
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("**REDACTED**"));
+
+    let out = autoheal(&[
+        "--config",
+        path.to_str().unwrap(),
+        "config",
+        "check",
+        "--output",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["integration"][0]["external_id"], "**REDACTED**");
+}
+
+#[test]
+fn a_missing_config_file_is_a_configuration_error() {
+    let out = autoheal(&["config", "check", "--config", "/nonexistent/autoheal.toml"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
