@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod exit_code;
 pub mod logging;
 pub mod stdout;

@@ -1,0 +1,115 @@
+//! The credential broker: one lifetime-aware cache per integration, and their background
+//! refreshers. Everything that needs AWS credentials on the daemon side asks here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use tokio::task::JoinHandle;
+
+use super::cache::{CredentialCache, CredentialState};
+use super::clock::{Clock, SystemClock};
+use super::error::CredentialError;
+use super::schedule::RefreshPolicy;
+use super::source::provider_for;
+use crate::config::{Config, IntegrationConfig};
+
+#[derive(Debug)]
+pub struct CredentialBroker {
+    caches: BTreeMap<String, Arc<CredentialCache>>,
+    refreshers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl CredentialBroker {
+    /// A broker for every integration of `config`, on the real clock, keeping credentials
+    /// valid for the longest sandbox plus a start margin.
+    pub async fn from_config(config: &Config) -> Self {
+        let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
+        Self::new(&config.integrations, Arc::new(SystemClock), policy).await
+    }
+
+    pub async fn new(
+        integrations: &[IntegrationConfig],
+        clock: Arc<dyn Clock>,
+        policy: RefreshPolicy,
+    ) -> Self {
+        let mut caches = Vec::new();
+        for integration in integrations {
+            let provider = provider_for(integration).await;
+            caches.push(CredentialCache::new(
+                integration.clone(),
+                provider,
+                clock.clone(),
+                policy.clone(),
+            ));
+        }
+        Self::with_caches(caches)
+    }
+
+    /// A broker over caches built by the caller (tests inject their own sources this way).
+    pub fn with_caches(caches: Vec<CredentialCache>) -> Self {
+        Self {
+            caches: caches
+                .into_iter()
+                .map(|c| (c.integration().name.clone(), Arc::new(c)))
+                .collect(),
+            refreshers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The cache of one integration.
+    pub fn cache(&self, integration: &str) -> Result<&Arc<CredentialCache>, CredentialError> {
+        self.caches
+            .get(integration)
+            .ok_or_else(|| CredentialError::UnknownIntegration {
+                name: integration.to_owned(),
+                known: self.caches.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Credentials of `integration` that stay valid for at least `needed`.
+    pub async fn credentials_valid_for(
+        &self,
+        integration: &str,
+        needed: Duration,
+    ) -> Result<Credentials, CredentialError> {
+        self.cache(integration)?.valid_for(needed).await
+    }
+
+    /// Every integration's credential state, in name order.
+    pub fn states(&self) -> Vec<CredentialState> {
+        self.caches.values().map(|c| c.state()).collect()
+    }
+
+    /// One first attempt for every integration, concurrently; failures are recorded in the
+    /// states (the daemon serves and reports them rather than refusing to start).
+    pub async fn prime(&self) {
+        let attempts = self.caches.values().map(|cache| cache.refresh());
+        futures_util::future::join_all(attempts).await;
+    }
+
+    /// Starts one background refresher per integration (idempotent).
+    pub fn start_background_refresh(&self) {
+        let mut refreshers = self.refreshers.lock().expect("refreshers lock");
+        if !refreshers.is_empty() {
+            return;
+        }
+        for cache in self.caches.values() {
+            refreshers.push(tokio::spawn(cache.clone().run_refresher()));
+        }
+    }
+
+    /// Stops the background refreshers.
+    pub fn stop(&self) {
+        for task in self.refreshers.lock().expect("refreshers lock").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for CredentialBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

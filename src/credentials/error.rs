@@ -1,0 +1,224 @@
+//! Why credentials could not be had, with a hint that says what to fix.
+//!
+//! The SDK's credential errors are classified into a few [`FailureKind`]s — the failures of
+//! the setup guide's troubleshooting list — so metrics can count them by kind and Test
+//! Connection can say what to do. No variant ever holds a secret.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{AuthMethod, IntegrationConfig};
+
+/// What kind of failure kept credentials away (also the `kind` label of failure metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// IMDS answered 404 for the role listing: no instance profile is attached.
+    NoRoleAttached,
+    /// IMDS did not answer (refused, unreachable, timed out).
+    ImdsUnreachable,
+    /// IMDS answered with an error status (500, 429 throttling, 401).
+    ImdsError,
+    /// STS refused `AssumeRole` (trust policy, permission, wrong ARN, external ID).
+    AssumeRoleDenied,
+    /// STS failed otherwise.
+    StsError,
+    /// The upstream call took longer than allowed.
+    Timeout,
+    /// The default chain (auth = "environment") found no credentials.
+    NoCredentials,
+    /// The credential source is not built in this version.
+    NotBuilt,
+    /// Anything else; the message says what.
+    Other,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoRoleAttached => "no_role_attached",
+            Self::ImdsUnreachable => "imds_unreachable",
+            Self::ImdsError => "imds_error",
+            Self::AssumeRoleDenied => "assume_role_denied",
+            Self::StsError => "sts_error",
+            Self::Timeout => "timeout",
+            Self::NoCredentials => "no_credentials",
+            Self::NotBuilt => "not_built",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed attempt to get credentials from the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceFailure {
+    pub kind: FailureKind,
+    /// What the SDK said (no secrets: credential errors never carry them).
+    pub message: String,
+    /// What to fix.
+    pub hint: String,
+}
+
+impl fmt::Display for SourceFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}). Hint: {}", self.message, self.kind, self.hint)
+    }
+}
+
+/// Why `credentials_valid_for` could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CredentialError {
+    #[error("no integration named {name:?} (configured: {known})")]
+    UnknownIntegration { name: String, known: String },
+    #[error("integration {integration:?}: no credentials: {failure}")]
+    Unavailable {
+        integration: String,
+        failure: Box<SourceFailure>,
+    },
+    #[error(
+        "integration {integration:?}: the credentials on hand expire in {}s but {}s were asked for{}; {advice}",
+        remaining.as_secs(), needed.as_secs(),
+        last_failure.as_ref().map(|f| format!(" (last refresh failed: {f})")).unwrap_or_default()
+    )]
+    ExpiresTooSoon {
+        integration: String,
+        remaining: Duration,
+        needed: Duration,
+        last_failure: Option<Box<SourceFailure>>,
+        advice: String,
+    },
+}
+
+impl CredentialError {
+    /// The failure kind, when the source failed.
+    pub fn kind(&self) -> Option<FailureKind> {
+        match self {
+            Self::Unavailable { failure, .. } => Some(failure.kind),
+            Self::ExpiresTooSoon { last_failure, .. } => last_failure.as_ref().map(|f| f.kind),
+            Self::UnknownIntegration { .. } => None,
+        }
+    }
+}
+
+/// True when this process runs inside a container, where IMDS's hop limit matters.
+fn in_container() -> bool {
+    std::path::Path::new("/.dockerenv").exists()
+        || std::fs::read_to_string("/proc/1/cgroup")
+            .map(|c| c.contains("docker") || c.contains("containerd") || c.contains("kubepods"))
+            .unwrap_or(false)
+}
+
+/// Classifies an SDK credentials error (rendered with its whole source chain).
+pub fn classify(message: &str, integration: &IntegrationConfig, timed_out: bool) -> SourceFailure {
+    let lower = message.to_lowercase();
+    let assumes_role = integration.role_arn.is_some();
+    let mentions_imds = lower.contains("imds") || lower.contains("metadata");
+    let kind = if timed_out {
+        FailureKind::Timeout
+    } else if integration.auth == AuthMethod::Oidc {
+        FailureKind::NotBuilt
+    } else if lower.contains("404 from imds") {
+        FailureKind::NoRoleAttached
+    } else if mentions_imds
+        && [
+            "dispatch",
+            "connect",
+            "refused",
+            "timed out",
+            "timeout",
+            "io error",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        FailureKind::ImdsUnreachable
+    } else if mentions_imds {
+        FailureKind::ImdsError
+    } else if assumes_role && (lower.contains("accessdenied") || lower.contains("not authorized")) {
+        FailureKind::AssumeRoleDenied
+    } else if assumes_role {
+        FailureKind::StsError
+    } else if integration.auth == AuthMethod::Environment
+        && (lower.contains("no credentials") || lower.contains("not loaded"))
+    {
+        FailureKind::NoCredentials
+    } else {
+        FailureKind::Other
+    };
+    SourceFailure {
+        kind,
+        message: message.to_owned(),
+        hint: hint(kind, integration),
+    }
+}
+
+/// What to fix, for each kind of failure.
+pub fn hint(kind: FailureKind, integration: &IntegrationConfig) -> String {
+    let role = integration
+        .role_arn
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    match kind {
+        FailureKind::NoRoleAttached => "IMDS answered 404 for the role listing: no IAM role is attached to this instance. \
+             Attach an instance profile: aws ec2 associate-iam-instance-profile --instance-id <id> \
+             --iam-instance-profile Name=<profile> (see docs/setup-instance-role.md)."
+            .into(),
+        FailureKind::ImdsUnreachable => {
+            let mut text = String::from(
+                "the instance metadata service (IMDS) did not answer. Check it is enabled: \
+                 aws ec2 modify-instance-metadata-options --instance-id <id> --http-endpoint enabled.",
+            );
+            if in_container() {
+                text.push_str(
+                    " autoheal runs in a container: IMDSv2 answers only as many network hops as \
+                     the hop limit (default 1), so a container on a bridge network gets no answer. \
+                     Run the daemon with host networking (the compose file does), or raise the \
+                     limit: aws ec2 modify-instance-metadata-options --instance-id <id> \
+                     --http-put-response-hop-limit 2.",
+                );
+            }
+            text
+        }
+        FailureKind::ImdsError => "IMDS answered with an error (throttling or a fault). autoheal retries with \
+             backoff and keeps serving still-valid credentials meanwhile; if it persists, check \
+             the instance's metadata options (tokens required, hop limit)."
+            .into(),
+        FailureKind::AssumeRoleDenied => format!(
+            "sts:AssumeRole on {role} was denied. Check: (1) the role's trust policy in account {} \
+             names this instance's role as principal (and requires the same sts:ExternalId as \
+             external_id); (2) the instance role's own policy allows sts:AssumeRole on {role}; \
+             (3) the role ARN is right and the role exists. `autoheal policy trust-cross-account` \
+             prints the trust policy to attach.",
+            integration
+                .role_arn
+                .as_ref()
+                .map(|r| r.account_id().to_string())
+                .unwrap_or_default()
+        ),
+        FailureKind::StsError => format!(
+            "STS failed while assuming {role}. If it persists, check the region's STS endpoint is \
+             reachable and the session duration ({}) is within the role's maximum.",
+            humantime::format_duration(integration.session_duration)
+        ),
+        FailureKind::Timeout => "the credential source did not answer in time. On EC2, IMDS should answer in \
+             milliseconds: check the instance's metadata options and, in a container, the hop limit."
+            .into(),
+        FailureKind::NoCredentials => "the AWS SDK's default chain found no credentials (auth = \"environment\"). \
+             Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or use \
+             auth = \"instance_role\" on EC2."
+            .into(),
+        FailureKind::NotBuilt => "auth = \"oidc\" (federation through AssumeRoleWithWebIdentity) is not built in \
+             this version; use auth = \"instance_role\" for now."
+            .into(),
+        FailureKind::Other => "see the message above; run `autoheal check` for a full diagnosis.".into(),
+    }
+}

@@ -1,0 +1,24 @@
+//! The credential broker: per integration, a source (IMDS instance role, AssumeRole chained
+//! on it, or the environment chain) behind one lifetime-aware cache.
+//!
+//! - `source.rs`: builds each source from aws-config's own providers;
+//! - `cache.rs`: answers `valid_for(duration)`, single-flight, static stability, refresher;
+//! - `schedule.rs`: when to refresh (ahead of expiry, with jitter) and how to back off;
+//! - `error.rs`: failures classified by kind, each with a hint that says what to fix;
+//! - `broker.rs`: all integrations together; `clock.rs`: injectable time.
+
+mod broker;
+mod cache;
+pub mod clock;
+mod error;
+pub mod schedule;
+mod source;
+
+pub use broker::CredentialBroker;
+pub use cache::{CredentialCache, CredentialState, rfc3339};
+pub use error::{CredentialError, FailureKind, SourceFailure, classify, hint};
+pub use schedule::RefreshPolicy;
+pub use source::{InstanceRole, provider_for, sdk_config, session_name};
+
+#[cfg(test)]
+mod tests;

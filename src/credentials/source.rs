@@ -1,0 +1,177 @@
+//! Where an integration's credentials come from, built on aws-config's own providers.
+//!
+//! - `instance_role`: the EC2 instance role through IMDSv2 (`ImdsCredentialsProvider`); the
+//!   endpoint follows the standard `AWS_EC2_METADATA_SERVICE_ENDPOINT` (tests point it at the
+//!   test bed's emulator);
+//! - `instance_role` + `role_arn`: `sts:AssumeRole` chained on the instance role
+//!   (`AssumeRoleProvider::build_from_provider`), with external ID, session name and length;
+//! - `environment`: the SDK's default chain, for development.
+//!
+//! None of them caches: the lifetime-aware cache in front (`cache.rs`) decides when to call.
+
+use std::time::Duration;
+
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::imds::client::Client as ImdsClient;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::{
+    ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
+};
+
+use crate::config::{AuthMethod, IntegrationConfig};
+
+/// IMDS is link-local and answers in milliseconds; a second is plenty.
+const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Tries per IMDS request (the SDK retries 5xx and timeouts with backoff).
+const IMDS_ATTEMPTS: u32 = 3;
+
+/// Builds the credential source of `integration`.
+pub async fn provider_for(integration: &IntegrationConfig) -> SharedCredentialsProvider {
+    match integration.auth {
+        AuthMethod::Environment => SharedCredentialsProvider::new(
+            DefaultCredentialsChain::builder()
+                .region(Region::new(integration.region.to_string()))
+                .build()
+                .await,
+        ),
+        AuthMethod::InstanceRole => {
+            let instance_role = InstanceRole::new();
+            match &integration.role_arn {
+                None => SharedCredentialsProvider::new(instance_role),
+                Some(role_arn) => {
+                    let mut builder = AssumeRoleProvider::builder(role_arn.as_str())
+                        .session_name(session_name(&integration.name))
+                        .session_length(integration.session_duration)
+                        .region(Region::new(integration.region.to_string()))
+                        .configure(&sdk_config(integration, None).await);
+                    if let Some(external_id) = &integration.external_id {
+                        builder = builder.external_id(external_id.expose());
+                    }
+                    SharedCredentialsProvider::new(builder.build_from_provider(instance_role).await)
+                }
+            }
+        }
+        AuthMethod::Oidc => SharedCredentialsProvider::new(NotBuilt),
+    }
+}
+
+/// The SDK configuration for calls made on behalf of `integration`: its region, its
+/// endpoint override, and (when given) its credentials.
+pub async fn sdk_config(
+    integration: &IntegrationConfig,
+    credentials: Option<SharedCredentialsProvider>,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(integration.region.to_string()));
+    if let Some(endpoint) = &integration.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    loader.load().await
+}
+
+/// A recognisable STS session name: `autoheal-<integration>@<host>`, in STS's alphabet
+/// (`[\w+=,.@-]`, 2-64 characters), so CloudTrail shows who assumed the role and from where.
+pub fn session_name(integration: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let raw = if host.is_empty() {
+        format!("autoheal-{integration}")
+    } else {
+        format!("autoheal-{integration}@{host}")
+    };
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    clean
+}
+
+/// The instance role through IMDSv2, asked afresh on every call.
+///
+/// `ImdsCredentialsProvider` hands back its last credentials when IMDS fails (and stretches
+/// their expiry when they are stale). Good for a plain SDK client, wrong for us: the cache in
+/// front must see the failure to report it, back off, and never hand out credentials whose
+/// real expiry is too near. So each call uses a new provider over one shared IMDS client
+/// (which keeps the session token).
+#[derive(Debug, Clone)]
+pub struct InstanceRole {
+    client: ImdsClient,
+}
+
+impl InstanceRole {
+    pub fn new() -> Self {
+        Self {
+            client: ImdsClient::builder()
+                .connect_timeout(IMDS_TIMEOUT)
+                .read_timeout(IMDS_TIMEOUT)
+                .max_attempts(IMDS_ATTEMPTS)
+                .build(),
+        }
+    }
+}
+
+impl Default for InstanceRole {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProvideCredentials for InstanceRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            ImdsCredentialsProvider::builder()
+                .imds_client(self.client.clone())
+                .build()
+                .provide_credentials()
+                .await
+        })
+    }
+}
+
+/// `auth = "oidc"` until OIDC federation lands: fails plainly instead of pretending.
+#[derive(Debug)]
+struct NotBuilt;
+
+impl ProvideCredentials for NotBuilt {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+            "auth = \"oidc\" is not built in this version",
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_fit_sts_rules() {
+        let name = session_name("production aws/with#odd chars and a very long name indeed");
+        assert!(name.len() <= 64 && name.len() >= 2, "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)),
+            "{name}"
+        );
+        assert!(name.starts_with("autoheal-production-aws-with-odd"));
+    }
+}
