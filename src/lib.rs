@@ -4,6 +4,8 @@
 //! the bottom and depends on nothing of ours; `commands` and `cli` sit on top.
 #![forbid(unsafe_code)]
 
+pub mod aws_error;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,5 +1,6 @@
 //! One file per command; `run` dispatches the parsed command line to them.
 
+mod check;
 mod config_check;
 
 use crate::cli::{Cli, Command, ConfigCommand};
@@ -12,7 +13,7 @@ pub async fn run(cli: Cli) -> Exit {
     match &cli.command {
         Command::Config(ConfigCommand::Check(args)) => config_check::run(&cli, args.output),
         Command::Serve => not_built(&cli, "serve"),
-        Command::Check(_) => not_built(&cli, "check"),
+        Command::Check(args) => check::run(&cli, args).await,
         Command::Tools(_) => not_built(&cli, "tools"),
         Command::Tool(_) => not_built(&cli, "tool"),
         Command::Mcp => not_built(&cli, "mcp"),

@@ -12,7 +12,7 @@ use super::cache::{CredentialCache, CredentialState};
 use super::clock::{Clock, SystemClock};
 use super::error::CredentialError;
 use super::schedule::RefreshPolicy;
-use super::source::provider_for;
+use super::source::{InstanceRole, provider_for};
 use crate::config::{Config, IntegrationConfig};
 
 #[derive(Debug)]
@@ -26,17 +26,24 @@ impl CredentialBroker {
     /// valid for the longest sandbox plus a start margin.
     pub async fn from_config(config: &Config) -> Self {
         let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
-        Self::new(&config.integrations, Arc::new(SystemClock), policy).await
+        Self::new(
+            &config.integrations,
+            &InstanceRole::new(),
+            Arc::new(SystemClock),
+            policy,
+        )
+        .await
     }
 
     pub async fn new(
         integrations: &[IntegrationConfig],
+        instance_role: &InstanceRole,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
         let mut caches = Vec::new();
         for integration in integrations {
-            let provider = provider_for(integration).await;
+            let provider = provider_for(integration, instance_role).await;
             caches.push(CredentialCache::new(
                 integration.clone(),
                 provider,

@@ -16,11 +16,10 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
 use super::clock::Clock;
-use super::error::{CredentialError, FailureKind, SourceFailure, classify};
+use super::error::{CredentialError, FailureKind, SourceFailure, classify, timed_out};
 use super::schedule::{RefreshPolicy, backoff, until_refresh};
 use crate::config::IntegrationConfig;
 
@@ -254,19 +253,8 @@ impl CredentialCache {
                 tracing::info!(integration = %self.integration.name, %expires_at, "credentials refreshed");
                 return Ok(());
             }
-            Ok(Err(err)) => classify(
-                &DisplayErrorContext(&err).to_string(),
-                &self.integration,
-                false,
-            ),
-            Err(_elapsed) => classify(
-                &format!(
-                    "the credential source did not answer within {}s",
-                    self.policy.upstream_timeout.as_secs()
-                ),
-                &self.integration,
-                true,
-            ),
+            Ok(Err(err)) => classify(&err, &self.integration),
+            Err(_elapsed) => timed_out(self.policy.upstream_timeout, &self.integration),
         };
         state.unsuccessful_in_a_row += 1;
         *state.failures.entry(failure.kind).or_default() += 1;

@@ -7,8 +7,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_config::imds::client::error::ImdsError;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
+use crate::aws_error::code_and_message;
 use crate::config::{AuthMethod, IntegrationConfig};
 
 /// What kind of failure kept credentials away (also the `kind` label of failure metrics).
@@ -116,47 +123,111 @@ fn in_container() -> bool {
             .unwrap_or(false)
 }
 
-/// Classifies an SDK credentials error (rendered with its whole source chain).
-pub fn classify(message: &str, integration: &IntegrationConfig, timed_out: bool) -> SourceFailure {
-    let lower = message.to_lowercase();
-    let assumes_role = integration.role_arn.is_some();
-    let mentions_imds = lower.contains("imds") || lower.contains("metadata");
-    let kind = if timed_out {
-        FailureKind::Timeout
-    } else if integration.auth == AuthMethod::Oidc {
-        FailureKind::NotBuilt
-    } else if lower.contains("404 from imds") {
-        FailureKind::NoRoleAttached
-    } else if mentions_imds
-        && [
-            "dispatch",
-            "connect",
-            "refused",
-            "timed out",
-            "timeout",
-            "io error",
-        ]
-        .iter()
-        .any(|m| lower.contains(m))
-    {
-        FailureKind::ImdsUnreachable
-    } else if mentions_imds {
-        FailureKind::ImdsError
-    } else if assumes_role && (lower.contains("accessdenied") || lower.contains("not authorized")) {
-        FailureKind::AssumeRoleDenied
-    } else if assumes_role {
-        FailureKind::StsError
-    } else if integration.auth == AuthMethod::Environment
-        && (lower.contains("no credentials") || lower.contains("not loaded"))
-    {
-        FailureKind::NoCredentials
-    } else {
-        FailureKind::Other
+/// Classifies an SDK credentials error by walking its source chain: an IMDS error says
+/// whether IMDS was unreachable or answered with an error status; an STS service error
+/// carries its code. Text is only a fallback for errors the SDK keeps private.
+pub fn classify(err: &CredentialsError, integration: &IntegrationConfig) -> SourceFailure {
+    let rendered = DisplayErrorContext(err).to_string();
+    let (kind, message) = match find_in_chain::<ImdsError>(err) {
+        Some(ImdsError::ErrorResponse(answer)) => {
+            let status = answer.response().status().as_u16();
+            let kind = if status == 404 {
+                FailureKind::NoRoleAttached
+            } else {
+                FailureKind::ImdsError
+            };
+            (kind, format!("IMDS answered HTTP {status}"))
+        }
+        Some(ImdsError::FailedToLoadToken(token)) if token.is_dispatch_failure() => (
+            FailureKind::ImdsUnreachable,
+            format!("could not reach IMDS for a session token: {rendered}"),
+        ),
+        Some(ImdsError::FailedToLoadToken(_)) => (
+            FailureKind::ImdsError,
+            format!("IMDS refused a session token: {rendered}"),
+        ),
+        Some(ImdsError::IoError(_) | ImdsError::Unexpected(_)) => (
+            FailureKind::ImdsUnreachable,
+            format!("IMDS did not answer: {rendered}"),
+        ),
+        Some(_) => (FailureKind::ImdsError, rendered),
+        None => {
+            let kind = classify_without_imds(err, &rendered, integration);
+            let message = match find_in_chain::<SdkError<AssumeRoleError, HttpResponse>>(err) {
+                Some(sts) => match code_and_message(sts) {
+                    (Some(code), Some(text)) => format!("sts:AssumeRole failed: {code}: {text}"),
+                    (Some(code), None) => format!("sts:AssumeRole failed: {code}"),
+                    _ => rendered,
+                },
+                None => rendered,
+            };
+            (kind, message)
+        }
     };
     SourceFailure {
         kind,
-        message: message.to_owned(),
+        message,
         hint: hint(kind, integration),
+    }
+}
+
+fn classify_without_imds(
+    err: &CredentialsError,
+    rendered: &str,
+    integration: &IntegrationConfig,
+) -> FailureKind {
+    let lower = rendered.to_lowercase();
+    if integration.auth == AuthMethod::Oidc {
+        return FailureKind::NotBuilt;
+    }
+    if lower.contains("404 from imds") {
+        return FailureKind::NoRoleAttached;
+    }
+    if lower.contains("communicate with imds") || lower.contains("imds") {
+        return FailureKind::ImdsUnreachable;
+    }
+    if integration.role_arn.is_some() {
+        let code = find_in_chain::<SdkError<AssumeRoleError, HttpResponse>>(err)
+            .and_then(|e| code_and_message(e).0);
+        return match code.as_deref() {
+            Some("AccessDenied") => FailureKind::AssumeRoleDenied,
+            _ if lower.contains("not authorized to perform: sts:assumerole") => {
+                FailureKind::AssumeRoleDenied
+            }
+            _ => FailureKind::StsError,
+        };
+    }
+    if integration.auth == AuthMethod::Environment
+        && matches!(err, CredentialsError::CredentialsNotLoaded(_))
+    {
+        return FailureKind::NoCredentials;
+    }
+    FailureKind::Other
+}
+
+/// The first error of type `T` in `err`'s source chain.
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The failure of an upstream call that took longer than `limit`.
+pub fn timed_out(limit: Duration, integration: &IntegrationConfig) -> SourceFailure {
+    SourceFailure {
+        kind: FailureKind::Timeout,
+        message: format!(
+            "the credential source did not answer within {}s",
+            limit.as_secs()
+        ),
+        hint: hint(FailureKind::Timeout, integration),
     }
 }
 

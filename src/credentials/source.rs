@@ -15,6 +15,7 @@ use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
@@ -26,9 +27,17 @@ use crate::config::{AuthMethod, IntegrationConfig};
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Tries per IMDS request (the SDK retries 5xx and timeouts with backoff).
 const IMDS_ATTEMPTS: u32 = 3;
+/// AWS endpoints answer a TCP connect in milliseconds; seconds mean a network problem.
+const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One attempt of a read call; the SDK retries after it (3 attempts in all).
+const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Builds the credential source of `integration`.
-pub async fn provider_for(integration: &IntegrationConfig) -> SharedCredentialsProvider {
+/// Builds the credential source of `integration`; `instance_role` is the host's IMDS access,
+/// shared by every integration that starts from the instance role.
+pub async fn provider_for(
+    integration: &IntegrationConfig,
+    instance_role: &InstanceRole,
+) -> SharedCredentialsProvider {
     match integration.auth {
         AuthMethod::Environment => SharedCredentialsProvider::new(
             DefaultCredentialsChain::builder()
@@ -37,7 +46,7 @@ pub async fn provider_for(integration: &IntegrationConfig) -> SharedCredentialsP
                 .await,
         ),
         AuthMethod::InstanceRole => {
-            let instance_role = InstanceRole::new();
+            let instance_role = instance_role.clone();
             match &integration.role_arn {
                 None => SharedCredentialsProvider::new(instance_role),
                 Some(role_arn) => {
@@ -64,7 +73,13 @@ pub async fn sdk_config(
     credentials: Option<SharedCredentialsProvider>,
 ) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(integration.region.to_string()));
+        .region(Region::new(integration.region.to_string()))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(AWS_CONNECT_TIMEOUT)
+                .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT)
+                .build(),
+        );
     if let Some(endpoint) = &integration.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
@@ -112,14 +127,28 @@ pub struct InstanceRole {
 }
 
 impl InstanceRole {
+    /// IMDS at the standard endpoint (`AWS_EC2_METADATA_SERVICE_ENDPOINT` or 169.254.169.254).
     pub fn new() -> Self {
         Self {
-            client: ImdsClient::builder()
-                .connect_timeout(IMDS_TIMEOUT)
-                .read_timeout(IMDS_TIMEOUT)
-                .max_attempts(IMDS_ATTEMPTS)
-                .build(),
+            client: Self::client_builder().build(),
         }
+    }
+
+    /// IMDS at an explicit endpoint (tests, and hosts with a non-standard metadata address).
+    pub fn with_endpoint(endpoint: &str) -> Result<Self, String> {
+        let builder = Self::client_builder()
+            .endpoint(endpoint)
+            .map_err(|e| format!("not an IMDS endpoint: {endpoint:?} ({e})"))?;
+        Ok(Self {
+            client: builder.build(),
+        })
+    }
+
+    fn client_builder() -> aws_config::imds::client::Builder {
+        ImdsClient::builder()
+            .connect_timeout(IMDS_TIMEOUT)
+            .read_timeout(IMDS_TIMEOUT)
+            .max_attempts(IMDS_ATTEMPTS)
     }
 }
 

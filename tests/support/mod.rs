@@ -135,6 +135,56 @@ impl TestBed {
     }
 }
 
+impl TestBed {
+    /// Creates or updates an IAM role in `account` with a trust policy and an inline policy.
+    pub async fn put_role(&self, account: &str, name: &str, trust: Value, policy: Value) -> String {
+        let response = self
+            .http
+            .post(format!("{}/_testbed/role", self.endpoint))
+            .json(&serde_json::json!({"account": account, "name": name, "trust": trust, "policy": policy}))
+            .send()
+            .await
+            .expect("control route answers");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON answer");
+        assert!(status.is_success(), "put_role {name}: {body}");
+        body["arn"].as_str().expect("arn").to_owned()
+    }
+
+    /// Turns on moto's permission enforcement: keys, signatures, policies, trust policies.
+    pub async fn enforce_permissions(&self) {
+        let response = self
+            .http
+            .post(format!("{}/moto-api/reset-auth", self.endpoint))
+            .body("0")
+            .send()
+            .await
+            .expect("moto answers");
+        assert!(response.status().is_success());
+    }
+
+    /// A config file's text with `integrations` (TOML) pointed at this test bed.
+    pub fn config_toml(&self, integrations: &str) -> String {
+        integrations.replace("{endpoint}", &self.endpoint)
+    }
+}
+
+/// An IAM policy document allowing `actions` on every resource.
+pub fn allow(actions: &[&str]) -> Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
+    })
+}
+
+/// A trust policy letting `principal` (an ARN) assume the role.
+pub fn trust(principal: &str) -> Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}]
+    })
+}
+
 impl Drop for TestBed {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -10,6 +10,10 @@ The conversion is driven by botocore's service model (shipped with moto), so tim
 become CBOR tag 1 epoch seconds, blobs become byte strings and numbers get the type the
 shape declares — the Rust decoder is strict about all three. Every other request passes
 through untouched, so one endpoint serves every AWS service.
+
+The rewritten request is signed again with the caller's own key (looked up in moto's
+backends, which live in this process), so moto's permission enforcement — when a test turns
+it on — judges CloudWatch calls by the caller's policies, as AWS would.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from xml.etree import ElementTree
 
 import botocore.session
 import cbor2
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 CBOR_PATH = re.compile(r"^/service/(?P<service>[^/]+)/operation/(?P<operation>[^/]+)$")
 
@@ -134,6 +140,43 @@ def _error_from_body(body: bytes) -> tuple[str, str]:
     return "InternalFailure", text[:500]
 
 
+AUTH_FIELDS = re.compile(r"Credential=(?P<credential>[^,\s]+).*SignedHeaders=(?P<signed>[^,\s]+)")
+
+
+def _sign_again(environ: dict, body: bytes) -> None:
+    """Re-signs a rewritten request with the caller's key, found in moto's in-process backends.
+
+    Leaves the request alone when the key is unknown: moto then rejects it as it would the
+    original (InvalidClientTokenId), which is what a test of bad credentials expects.
+    """
+    match = AUTH_FIELDS.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not match:
+        return
+    access_key_id, _date, region, service, _ = match["credential"].split("/")
+    from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
+    from moto.iam.models import get_account_id_from
+
+    token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
+    key_headers = {"X-Amz-Security-Token": token} if token else {}
+    try:
+        key = create_access_key(get_account_id_from(access_key_id), "aws", access_key_id, key_headers)
+        credentials = key.create_credentials()
+    except (CreateAccessKeyFailure, KeyError, AttributeError):
+        return
+    host = environ.get("HTTP_HOST", "localhost")
+    headers = {
+        "Host": host,
+        "Content-Type": environ["CONTENT_TYPE"],
+        "X-Amz-Target": environ["HTTP_X_AMZ_TARGET"],
+    }
+    if token:
+        headers["X-Amz-Security-Token"] = token
+    request = AWSRequest(method="POST", url=f"http://{host}/", data=body, headers=headers)
+    SigV4Auth(credentials, service, region).add_auth(request)
+    environ["HTTP_AUTHORIZATION"] = request.headers["Authorization"]
+    environ["HTTP_X_AMZ_DATE"] = request.headers["X-Amz-Date"]
+
+
 class CborFront:
     """WSGI middleware: RPC v2 CBOR in front, moto's JSON 1.0 behind."""
 
@@ -173,6 +216,7 @@ class CborFront:
         inner["HTTP_X_AMZ_TARGET"] = f"{service}.{operation}"
         inner.pop("HTTP_SMITHY_PROTOCOL", None)
         inner["wsgi.input"] = io.BytesIO(json_body)
+        _sign_again(inner, json_body)
 
         captured: dict[str, Any] = {}
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,10 @@ class ImdsEmulator:
         self.port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Open client connections: `down` must cut keep-alive connections too, or a client
+        # with a pooled connection would still be answered.
+        self.connections: set = set()
+        self.connections_lock = threading.Lock()
 
     def start(self) -> None:
         handler = _make_handler(self)
@@ -114,6 +119,13 @@ class ImdsEmulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.connections_lock:
+            for connection in list(self.connections):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.connections.clear()
 
     @property
     def endpoint(self) -> str:
@@ -175,6 +187,16 @@ def _make_handler(emulator: ImdsEmulator):
         def log_message(self, *_args) -> None:  # keep test output quiet
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            with emulator.connections_lock:
+                emulator.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with emulator.connections_lock:
+                emulator.connections.discard(self.connection)
+            super().finish()
+
         def _reply(self, status: int, body: str = "", headers: dict | None = None,
                    content_type: str = "text/plain") -> None:
             payload = body.encode()
@@ -191,6 +213,9 @@ def _make_handler(emulator: ImdsEmulator):
             with state.lock:
                 state.counters["requests"] += 1
                 mode, delay = state.mode, state.delay_ms
+            if mode == "down":  # a request that raced the shutdown: hang up, say nothing
+                self.close_connection = True
+                return True
             if mode == "slow" or delay:
                 time.sleep((delay or 5000) / 1000)
             if mode == "error500":

@@ -14,6 +14,9 @@ RPC v2 CBOR is translated). Test-only control routes live on the same port:
   GET  /_testbed/health           -> 200
   GET  /_testbed/imds             -> the IMDS emulator's mode and counters
   POST /_testbed/imds {..}        -> switch mode/delay/tokens/ttl, rotate, reset counters
+  POST /_testbed/role {..}        -> create or update an IAM role: {"account", "name",
+                                     "trust": {policy}, "policy": {inline policy}} (in-process,
+                                     so it works while moto enforces permissions)
 It runs until SIGTERM/SIGINT, or until stdin closes when --exit-on-stdin-eof is given (so
 a test process that dies cannot leave it behind).
 """
@@ -69,6 +72,31 @@ def mint_instance_credentials(state: ImdsState) -> MintedCredentials:
     )
 
 
+def put_role(spec: dict) -> dict:
+    """Creates (or updates) a role with a trust policy and one inline policy, in any account."""
+    from moto.iam.exceptions import NotFoundException
+    from moto.iam.models import iam_backends
+
+    unknown = set(spec) - {"account", "name", "trust", "policy"}
+    if unknown or "name" not in spec:
+        raise ValueError(f"expected keys account, name, trust, policy; unknown: {sorted(unknown)}")
+    backend = iam_backends[spec.get("account", DEFAULT_ACCOUNT_ID)]["aws"]
+    name = spec["name"]
+    trust = json.dumps(spec.get("trust") or {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                       "Action": "sts:AssumeRole"}],
+    })
+    try:
+        backend.get_role(name)
+        backend.update_assume_role_policy(name, trust)
+    except NotFoundException:
+        backend.create_role(name, trust, "/", None, "", [], None)
+    if spec.get("policy") is not None:
+        backend.put_role_policy(name, "testbed", json.dumps(spec["policy"]))
+    return {"arn": backend.get_role(name).arn}
+
+
 def control_app(imds: ImdsEmulator):
     """The /_testbed/ routes: health and the IMDS emulator's switches."""
 
@@ -94,6 +122,15 @@ def control_app(imds: ImdsEmulator):
                     raise ValueError("body must be a JSON object")
                 return reply("200 OK", imds.configure(changes))
             except ValueError as err:
+                return reply("400 Bad Request", {"error": str(err)})
+        if path == "/_testbed/role" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("body must be a JSON object")
+                return reply("200 OK", put_role(spec))
+            except Exception as err:  # moto's own validation errors, malformed JSON
                 return reply("400 Bad Request", {"error": str(err)})
         return reply("404 Not Found", {"error": f"no test bed route {method} {path}"})
 

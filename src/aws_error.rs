@@ -1,0 +1,59 @@
+//! Reading an AWS error's code and message, also when the SDK could not parse the body.
+//!
+//! A JSON-protocol service answered in XML (by a proxy, or an emulator) reaches the SDK as an
+//! "unhandled" error with no code; the code and message are still in the raw body, and an
+//! operator deserves `AccessDenied: User ... is not authorized` rather than a debug dump.
+
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+/// The error's code and message, from the SDK's metadata or else from an XML body.
+pub fn code_and_message<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> (Option<String>, Option<String>) {
+    let body = err
+        .raw_response()
+        .and_then(|r| r.body().bytes())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or_default();
+    let code = err
+        .code()
+        .map(str::to_owned)
+        .or_else(|| xml_field(body, "Code"));
+    let message = err
+        .message()
+        .map(str::to_owned)
+        .or_else(|| xml_field(body, "Message"));
+    (code, message)
+}
+
+/// The HTTP status of the answer, when there was one.
+pub fn http_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+fn xml_field(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = start + body[start..].find(&format!("</{tag}>"))?;
+    Some(body[start..end].trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_field;
+
+    #[test]
+    fn reads_fields_of_an_xml_error_body() {
+        let body = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code>\
+                    <Message>User: x is not authorized</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(xml_field(body, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(
+            xml_field(body, "Message").as_deref(),
+            Some("User: x is not authorized")
+        );
+        assert_eq!(xml_field(body, "Type"), None);
+        assert_eq!(xml_field("{}", "Code"), None);
+    }
+}

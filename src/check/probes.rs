@@ -1,0 +1,258 @@
+//! One cheap read call per AWS capability, and how its outcome reads to an operator.
+//!
+//! Each probe makes the call a tool of that capability needs first, so `allowed` here means
+//! the agent can start there. Outcomes are `allowed` (with how many resources the region
+//! has), `denied` (the IAM action that was refused) or `error` (anything else).
+
+use aws_config::SdkConfig;
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use serde::Serialize;
+
+use crate::aws_error::{code_and_message, http_status};
+use crate::config::IntegrationConfig;
+
+/// What a probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Allowed,
+    Denied,
+    Error,
+}
+
+/// The outcome of one capability's probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityReport {
+    /// `cloudwatch_logs`, `cloudwatch_metrics`, `ec2`, `ecs`, `eks`, `elasticache`.
+    pub capability: &'static str,
+    pub status: Status,
+    /// The IAM action the probe called.
+    pub action: &'static str,
+    /// What came back: a resource count, or the AWS error.
+    pub detail: String,
+    /// What to fix (absent when there is nothing to fix).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Error codes AWS services use for "your policy does not allow this".
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedAccess",
+    "AuthorizationError",
+    "NotAuthorized",
+];
+
+/// Error codes that mean the credentials themselves are bad, not the policy.
+const BAD_CREDENTIAL_CODES: &[&str] = &[
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "InvalidAccessKeyId",
+];
+
+/// Turns a probe's result into its report.
+fn report<T, E>(
+    capability: &'static str,
+    action: &'static str,
+    integration: &IntegrationConfig,
+    result: Result<T, SdkError<E, HttpResponse>>,
+    count: impl FnOnce(&T) -> (usize, &'static str, bool),
+) -> CapabilityReport
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let region = integration.region.as_str();
+    match result {
+        Ok(answer) => {
+            let (n, noun, more) = count(&answer);
+            let shown = if more { format!("{n}+") } else { n.to_string() };
+            CapabilityReport {
+                capability,
+                status: Status::Allowed,
+                action,
+                detail: format!("{shown} {noun} in {region}"),
+                hint: (n == 0).then(|| {
+                    format!(
+                        "no {noun} in {region}: if you expected some, check the integration's region \
+                         (resources live in one region; add an integration per region)"
+                    )
+                }),
+            }
+        }
+        Err(err) => {
+            let (code, aws_message) = code_and_message(&err);
+            let http = http_status(&err);
+            let message = match (&code, aws_message) {
+                (Some(code), Some(text)) => format!("{code}: {text}"),
+                (Some(code), None) => code.clone(),
+                _ => DisplayErrorContext(&err).to_string(),
+            };
+            let role = integration
+                .role_arn
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "the instance role".into());
+            let denied = code.as_deref().is_some_and(|c| DENIED_CODES.contains(&c))
+                // Some emulators and proxies answer a bare 403 the SDK cannot parse.
+                || (code.is_none() && http == Some(403));
+            if denied {
+                CapabilityReport {
+                    capability,
+                    status: Status::Denied,
+                    action,
+                    detail: format!("{} ({action})", code.unwrap_or_else(|| "HTTP 403".into())),
+                    hint: Some(format!(
+                        "{role} may not call {action}: its permissions policy, a permissions boundary \
+                         or an SCP denies it. Attach the policy `autoheal policy permissions` prints."
+                    )),
+                }
+            } else if code
+                .as_deref()
+                .is_some_and(|c| BAD_CREDENTIAL_CODES.contains(&c))
+            {
+                CapabilityReport {
+                    capability,
+                    status: Status::Error,
+                    action,
+                    detail: message,
+                    hint: Some(
+                        "AWS rejected the credentials themselves (expired, unknown or badly signed): \
+                         check the host's clock (NTP) and the integration's endpoint_url"
+                            .into(),
+                    ),
+                }
+            } else {
+                let unreachable = matches!(
+                    err,
+                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+                );
+                CapabilityReport {
+                    capability,
+                    status: Status::Error,
+                    action,
+                    detail: message,
+                    hint: Some(if unreachable {
+                        format!(
+                            "the {capability} endpoint for {region} did not answer: check the host's \
+                             outbound HTTPS (security group, NAT, VPC endpoints, proxy)"
+                        )
+                    } else {
+                        "the call failed for a reason other than permissions; the detail has AWS's answer"
+                            .into()
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Runs every capability's probe concurrently, in a stable order.
+pub async fn probe_all(
+    config: &SdkConfig,
+    integration: &IntegrationConfig,
+) -> Vec<CapabilityReport> {
+    let (logs, metrics, ec2, ecs, eks, elasticache) = tokio::join!(
+        logs(config, integration),
+        metrics(config, integration),
+        ec2(config, integration),
+        ecs(config, integration),
+        eks(config, integration),
+        elasticache(config, integration),
+    );
+    vec![logs, metrics, ec2, ecs, eks, elasticache]
+}
+
+const PAGE: i32 = 50;
+
+async fn logs(config: &SdkConfig, integration: &IntegrationConfig) -> CapabilityReport {
+    let client = aws_sdk_cloudwatchlogs::Client::new(config);
+    let result = client.describe_log_groups().limit(PAGE).send().await;
+    report(
+        "cloudwatch_logs",
+        "logs:DescribeLogGroups",
+        integration,
+        result,
+        |a| (a.log_groups().len(), "log groups", a.next_token().is_some()),
+    )
+}
+
+async fn metrics(config: &SdkConfig, integration: &IntegrationConfig) -> CapabilityReport {
+    let client = aws_sdk_cloudwatch::Client::new(config);
+    let result = client.describe_alarms().max_records(PAGE).send().await;
+    report(
+        "cloudwatch_metrics",
+        "cloudwatch:DescribeAlarms",
+        integration,
+        result,
+        |a| {
+            (
+                a.metric_alarms().len() + a.composite_alarms().len(),
+                "alarms",
+                a.next_token().is_some(),
+            )
+        },
+    )
+}
+
+async fn ec2(config: &SdkConfig, integration: &IntegrationConfig) -> CapabilityReport {
+    let client = aws_sdk_ec2::Client::new(config);
+    let result = client.describe_instances().max_results(PAGE).send().await;
+    report("ec2", "ec2:DescribeInstances", integration, result, |a| {
+        (
+            a.reservations().iter().map(|r| r.instances().len()).sum(),
+            "instances",
+            a.next_token().is_some(),
+        )
+    })
+}
+
+async fn ecs(config: &SdkConfig, integration: &IntegrationConfig) -> CapabilityReport {
+    let client = aws_sdk_ecs::Client::new(config);
+    let result = client.list_clusters().max_results(PAGE).send().await;
+    report("ecs", "ecs:ListClusters", integration, result, |a| {
+        (
+            a.cluster_arns().len(),
+            "ECS clusters",
+            a.next_token().is_some(),
+        )
+    })
+}
+
+async fn eks(config: &SdkConfig, integration: &IntegrationConfig) -> CapabilityReport {
+    let client = aws_sdk_eks::Client::new(config);
+    let result = client.list_clusters().max_results(PAGE).send().await;
+    report("eks", "eks:ListClusters", integration, result, |a| {
+        (a.clusters().len(), "EKS clusters", a.next_token().is_some())
+    })
+}
+
+async fn elasticache(config: &SdkConfig, integration: &IntegrationConfig) -> CapabilityReport {
+    let client = aws_sdk_elasticache::Client::new(config);
+    let result = client
+        .describe_cache_clusters()
+        .max_records(PAGE)
+        .send()
+        .await;
+    report(
+        "elasticache",
+        "elasticache:DescribeCacheClusters",
+        integration,
+        result,
+        |a| {
+            (
+                a.cache_clusters().len(),
+                "cache clusters",
+                a.marker().is_some(),
+            )
+        },
+    )
+}
