@@ -159,6 +159,10 @@ pub fn classify(err: &CredentialsError, integration: &IntegrationConfig) -> Sour
                     (Some(code), None) => format!("sts:AssumeRole failed: {code}"),
                     _ => rendered,
                 },
+                None if kind == FailureKind::NoRoleAttached => {
+                    "IMDS answered HTTP 404 for the instance's IAM role: none is attached"
+                        .to_owned()
+                }
                 None => rendered,
             };
             (kind, message)

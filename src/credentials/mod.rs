@@ -5,12 +5,14 @@
 //! - `cache.rs`: answers `valid_for(duration)`, single-flight, static stability, refresher;
 //! - `schedule.rs`: when to refresh (ahead of expiry, with jitter) and how to back off;
 //! - `error.rs`: failures classified by kind, each with a hint that says what to fix;
-//! - `broker.rs`: all integrations together; `clock.rs`: injectable time.
+//! - `broker.rs`: all integrations together; `clock.rs`: injectable time;
+//! - `metrics.rs`: refreshes, failures by kind, seconds to expiry, for `/metrics`.
 
 mod broker;
 mod cache;
 pub mod clock;
 mod error;
+pub mod metrics;
 pub mod schedule;
 mod source;
 
