@@ -467,3 +467,33 @@ async fn check_passes_and_shows_the_cross_account_identity() {
     );
     assert_eq!(text.matches("allowed").count(), 12, "{text}");
 }
+
+#[tokio::test]
+async fn check_notes_a_region_without_resources() {
+    let bed = TestBed::start();
+    let out = autoheal(
+        &bed,
+        &INSTANCE_ROLE.replace("auth =", "region = \"eu-west-1\"\nauth ="),
+        &["check", "--output", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for capability in report["integrations"][0]["capabilities"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(capability["status"], "allowed", "{capability}");
+        assert!(
+            capability["hint"]
+                .as_str()
+                .unwrap()
+                .contains("check the integration's region"),
+            "{capability}"
+        );
+    }
+}
