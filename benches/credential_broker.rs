@@ -123,14 +123,23 @@ async fn main() {
             }
         }
     };
+    let mut seen = BTreeSet::new();
     let cold = load(
         &bed,
         "broker, cache cold",
         requests,
+        &mut seen,
         request(broker.clone()),
     )
     .await;
-    let hot = load(&bed, "broker, cache hot", requests, request(broker.clone())).await;
+    let hot = load(
+        &bed,
+        "broker, cache hot",
+        requests,
+        &mut seen,
+        request(broker.clone()),
+    )
+    .await;
 
     let sdk_config = autoheal::credentials::sdk_config(&integration[0], None).await;
     let bare = Arc::new(
