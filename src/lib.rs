@@ -12,4 +12,5 @@ pub mod config;
 pub mod credentials;
 pub mod exit_code;
 pub mod logging;
+pub mod sandbox;
 pub mod stdout;

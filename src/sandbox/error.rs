@@ -1,0 +1,62 @@
+//! Why a sandbox could not be started, inspected or stopped — each with the HTTP status the
+//! API answers and, where one exists, what to do about it.
+
+use crate::credentials::CredentialError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such integration (404).
+    #[error("no integration named {name:?} (configured: {known})")]
+    UnknownIntegration { name: String, known: String },
+    /// No such sandbox (404).
+    #[error("no sandbox with id {0:?}")]
+    NotFound(String),
+    /// Credentials could not be had for the sandbox's life (503).
+    #[error("{0}")]
+    Credentials(#[from] CredentialError),
+    /// The image is not on this host (503).
+    #[error(
+        "image {0:?} is not on this host: build it with scripts/build-sandbox-image (no registry is used)"
+    )]
+    ImageMissing(String),
+    /// The Docker engine failed or is unreachable (503).
+    #[error(
+        "Docker could not {action}: {message} (is the Docker engine running and its socket reachable?)"
+    )]
+    Docker { action: String, message: String },
+    /// The daemon is draining (503).
+    #[error("the daemon is shutting down and starts no new sandboxes")]
+    ShuttingDown,
+}
+
+impl SandboxError {
+    /// The HTTP status the API answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::UnknownIntegration { .. } | Self::NotFound(_) => 404,
+            Self::Credentials(CredentialError::UnknownIntegration { .. }) => 404,
+            Self::Credentials(_)
+            | Self::ImageMissing(_)
+            | Self::Docker { .. }
+            | Self::ShuttingDown => 503,
+        }
+    }
+
+    /// A stable machine-readable code for the API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::UnknownIntegration { .. } => "unknown_integration",
+            Self::NotFound(_) => "not_found",
+            Self::Credentials(CredentialError::UnknownIntegration { .. }) => "unknown_integration",
+            Self::Credentials(_) => "credentials_unavailable",
+            Self::ImageMissing(_) => "image_missing",
+            Self::Docker { .. } => "docker_unavailable",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! What a sandbox is asked to be, and what became of it.
+//!
+//! A [`ContainerSpec`] is everything the backend needs to start one container — already
+//! decided: image, argv, environment (credentials included), limits, labels, deadline. The
+//! backend never talks to the broker or the config; the manager does.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use bytesize::ByteSize;
+use serde::Serialize;
+
+use crate::config::Secret;
+
+/// Labels every sandbox container carries; the first one finds orphans after a crash.
+pub const LABEL_MANAGED: &str = "autoheal.managed";
+pub const LABEL_SANDBOX: &str = "autoheal.sandbox";
+pub const LABEL_INTEGRATION: &str = "autoheal.integration";
+
+/// Resource limits and isolation of one container.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory: ByteSize,
+    pub cpus: f64,
+    pub pids: u32,
+    /// A Docker network name, or `host`.
+    pub network: String,
+}
+
+/// One container to start.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub sandbox_id: String,
+    pub integration: String,
+    pub image: String,
+    /// Full argv; the first element replaces the image's entrypoint.
+    pub command: Vec<String>,
+    /// Environment; values are secrets because some are (credentials).
+    pub env: BTreeMap<String, Secret>,
+    pub limits: Limits,
+}
+
+impl ContainerSpec {
+    /// The container's name: recognisable in `docker ps`.
+    pub fn container_name(&self) -> String {
+        format!("autoheal-sandbox-{}", self.sandbox_id)
+    }
+
+    /// The labels DESIGN.md promises (never a credential).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_SANDBOX.to_owned(), self.sandbox_id.clone()),
+            (LABEL_INTEGRATION.to_owned(), self.integration.clone()),
+        ])
+    }
+}
+
+/// Captured output of one stream, cut at the cap.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Captured {
+    pub text: String,
+    /// True when output beyond the cap was dropped.
+    pub truncated: bool,
+}
+
+/// RFC 3339 for answers.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
