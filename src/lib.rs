@@ -4,6 +4,7 @@
 //! the bottom and depends on nothing of ours; `commands` and `cli` sit on top.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod aws_error;
 pub mod check;
 pub mod cli;

@@ -2,6 +2,7 @@
 
 mod check;
 mod config_check;
+mod serve;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::config::{self, Config, ConfigError};
@@ -12,7 +13,7 @@ use crate::logging;
 pub async fn run(cli: Cli) -> Exit {
     match &cli.command {
         Command::Config(ConfigCommand::Check(args)) => config_check::run(&cli, args.output),
-        Command::Serve => not_built(&cli, "serve"),
+        Command::Serve => serve::run(&cli).await,
         Command::Check(args) => check::run(&cli, args).await,
         Command::Tools(_) => not_built(&cli, "tools"),
         Command::Tool(_) => not_built(&cli, "tool"),

@@ -1,0 +1,68 @@
+//! JSON answers and JSON errors: every answer of the API is one JSON document, and every
+//! error is `{"error": {"code", "message"}}` with a fitting status.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+
+pub type Body = Full<Bytes>;
+
+/// A JSON answer with `status`.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("API answers always serialize");
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// A plain-text answer (Prometheus metrics).
+pub fn text(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// An API error.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = json(
+            self.status,
+            &json!({"error": {"code": self.code, "message": self.message}}),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert("www-authenticate", "Bearer".parse().expect("valid header"));
+        }
+        response
+    }
+}
+
+impl From<crate::sandbox::SandboxError> for ApiError {
+    fn from(err: crate::sandbox::SandboxError) -> Self {
+        let status =
+            StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, err.code(), err.to_string())
+    }
+}

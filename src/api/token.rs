@@ -1,0 +1,98 @@
+//! The API's bearer token: from `AUTOHEAL_API_TOKEN`, else from `server.api_token_file`,
+//! else generated into that file (mode 0600) — and the log says where, never what.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::config::Secret;
+
+/// The environment variable that, when set, is the token.
+pub const TOKEN_ENV: &str = "AUTOHEAL_API_TOKEN";
+/// Tokens shorter than this are refused: they could be guessed.
+const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "the API token in {source_name} is shorter than {MIN_TOKEN_LEN} characters; use a long random value"
+    )]
+    TooShort { source_name: String },
+    #[error("cannot read the API token file {path}: {error}")]
+    Unreadable { path: String, error: std::io::Error },
+    #[error(
+        "cannot create the API token file {path}: {error} (create its directory, or set AUTOHEAL_API_TOKEN)"
+    )]
+    Uncreatable { path: String, error: std::io::Error },
+}
+
+/// Loads (or creates) the token.
+pub fn load_or_create(file: &Path) -> Result<Secret, TokenError> {
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        return checked(token.trim().to_owned(), TOKEN_ENV);
+    }
+    let path = file.display().to_string();
+    match std::fs::read_to_string(file) {
+        Ok(text) => checked(text.trim().to_owned(), &path),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let token = generate().map_err(|error| TokenError::Uncreatable {
+                path: path.clone(),
+                error,
+            })?;
+            write_private(file, &token).map_err(|error| TokenError::Uncreatable {
+                path: path.clone(),
+                error,
+            })?;
+            tracing::info!(file = %path, "generated a new API token (mode 0600); clients read it from there");
+            Ok(Secret::new(token))
+        }
+        Err(error) => Err(TokenError::Unreadable { path, error }),
+    }
+}
+
+fn checked(token: String, source_name: &str) -> Result<Secret, TokenError> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(TokenError::TooShort {
+            source_name: source_name.to_owned(),
+        });
+    }
+    Ok(Secret::new(token))
+}
+
+/// 32 bytes from the kernel's CSPRNG, hex-encoded.
+fn generate() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_private(file: &Path, token: &str) -> std::io::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut handle = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    handle.write_all(token.as_bytes())?;
+    handle.write_all(b"\n")?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Reads the token as a client (`autoheal sandbox run`): the variable, else the file.
+pub fn read_for_client(file: &Path) -> Result<Secret, TokenError> {
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        return Ok(Secret::new(token.trim().to_owned()));
+    }
+    std::fs::read_to_string(file)
+        .map(|t| Secret::new(t.trim().to_owned()))
+        .map_err(|error| TokenError::Unreadable {
+            path: file.display().to_string(),
+            error,
+        })
+}

@@ -1,0 +1,362 @@
+//! `autoheal serve` as a process: its HTTP API end to end against the test bed and the real
+//! Docker engine, then a graceful SIGTERM.
+//!
+//! The daemon removes every sandbox container left on the host when it starts, so this file
+//! runs one daemon in one test (cargo runs test binaries one after another).
+
+mod support;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{TestBed, wait_for};
+
+const CANARY_TOKEN: &str = "canary-api-token-0123456789abcdef";
+
+struct Daemon {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    /// Everything the daemon logged; read as it comes, so the pipe never fills.
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Daemon {
+    fn start(bed: &TestBed, dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("autoheal.toml");
+        std::fs::write(
+            &config,
+            bed.config_toml(&format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+api_token_file = "{}/api-token"
+
+[sandbox]
+image = "autoheal-sandbox-test:latest"
+network = "host"
+max_lifetime = "2m"
+
+[[integration]]
+name = "us"
+account_id = "123456789012"
+auth = "instance_role"
+endpoint_url = "{{endpoint}}"
+"#,
+                dir.display()
+            )),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &bed.imds_endpoint)
+            .env("AUTOHEAL_API_TOKEN", CANARY_TOKEN)
+            .env("AUTOHEAL_LOG", "trace")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start autoheal serve");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let log = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            log,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("the daemon answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn managed_containers() -> usize {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=autoheal.managed=true"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn the_daemon_serves_its_api_end_to_end() {
+    let bed = TestBed::start_seeded();
+    let dir = std::env::temp_dir().join(format!("autoheal-api-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemon = Daemon::start(&bed, &dir);
+    let mut daemon = daemon;
+    let token = Some(CANARY_TOKEN);
+
+    wait_for(
+        "the daemon to serve /healthz",
+        Duration::from_secs(60),
+        || async {
+            let r = daemon
+                .http
+                .get(format!("{}/healthz", daemon.base))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let (status, ready) = daemon.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, 200, "{ready}");
+
+    // Authentication.
+    let (status, body) = daemon.call("GET", "/v1/integrations", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = daemon
+        .call(
+            "GET",
+            "/v1/integrations",
+            Some("wrong-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // Bad input: a clear JSON error, and the daemon goes on.
+    for (body, expected_status, expected_text) in [
+        ("{not json", 400, "invalid JSON"),
+        (
+            r#"{"integration": "us", "command": ["true"], "colour": "red"}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            r#"{"integration": "us", "command": ["true"], "timeout": "soon"}"#,
+            400,
+            "timeout",
+        ),
+        (
+            r#"{"integration": "nope", "command": ["true"]}"#,
+            404,
+            "no integration named",
+        ),
+    ] {
+        let (status, answer) = daemon
+            .call("POST", "/v1/sandboxes", token, Some(body))
+            .await;
+        assert_eq!(status, expected_status, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected_text), "{body}: {answer}");
+    }
+    let (status, answer) = daemon.call("GET", "/v1/sandboxes/nope", token, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let big = format!(
+        r#"{{"integration": "us", "command": ["{}"]}}"#,
+        "x".repeat(100_000)
+    );
+    let (status, _) = daemon
+        .call("POST", "/v1/sandboxes", token, Some(&big))
+        .await;
+    assert_eq!(status, 413);
+
+    // Integrations and Test Connection.
+    let (status, list) = daemon.call("GET", "/v1/integrations", token, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["integrations"][0]["name"], "us");
+    assert!(
+        list["integrations"][0]["credentials"]["expires_at"].is_string(),
+        "{list}"
+    );
+    let (status, report) = daemon
+        .call("POST", "/v1/integrations/us/test", token, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(report["identity"]["account"], "123456789012", "{report}");
+
+    // A sandbox that uses its injected credentials, waited for.
+    let (status, done) = daemon
+        .call(
+            "POST",
+            "/v1/sandboxes?wait=true",
+            token,
+            Some(&json!({"integration": "us", "command": ["autoheal", "check", "--output", "json"], "timeout": "60s"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "exited", "{done}");
+    let inside: Value = serde_json::from_str(done["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        inside["integrations"][0]["identity"]["account"],
+        "123456789012"
+    );
+    for key in [
+        "id",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "duration_ms",
+        "timed_out",
+        "deadline",
+    ] {
+        assert!(!done[key].is_null(), "{key} missing: {done}");
+    }
+
+    // One left running, listed, then stopped through the API.
+    let (status, running) = daemon
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            token,
+            Some(r#"{"integration": "us", "command": ["sleep", "120"]}"#),
+        )
+        .await;
+    assert_eq!(status, 201, "{running}");
+    let id = running["id"].as_str().unwrap().to_owned();
+    let (_, listed) = daemon.call("GET", "/v1/sandboxes", token, None).await;
+    assert!(
+        listed["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str())
+    );
+    let (status, stopped) = daemon
+        .call("DELETE", &format!("/v1/sandboxes/{id}"), token, None)
+        .await;
+    assert_eq!(
+        (status, stopped["state"].as_str()),
+        (200, Some("stopped")),
+        "{stopped}"
+    );
+
+    // Metrics.
+    let metrics = daemon
+        .http
+        .get(format!("{}/metrics", daemon.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("autoheal_credential_refreshes_total{integration=\"us\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("autoheal_sandboxes_running"), "{metrics}");
+
+    // A sandbox still running at SIGTERM is stopped within the grace period; nothing is left.
+    let (status, _) = daemon
+        .call(
+            "POST",
+            "/v1/sandboxes",
+            token,
+            Some(r#"{"integration": "us", "command": ["sleep", "120"]}"#),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exited = wait_for(
+        "the daemon to exit after SIGTERM",
+        Duration::from_secs(60),
+        || {
+            let status = daemon.child.try_wait().unwrap();
+            async move { status }
+        },
+    )
+    .await;
+    assert!(exited.success(), "{exited:?}");
+    assert_eq!(managed_containers(), 0, "no sandbox left behind");
+
+    // Secrets never reach the log: not the API token, not the instance role's secret.
+    let log = daemon.log.join().unwrap();
+    assert!(log.contains("serving"), "{log}");
+    assert!(
+        !log.contains(CANARY_TOKEN),
+        "the API token leaked into the log"
+    );
+    let (secret, session_token) = instance_secrets(&bed).await;
+    assert!(
+        !log.contains(&secret),
+        "the instance role's secret key leaked into the log"
+    );
+    assert!(
+        !log.contains(&session_token),
+        "the session token leaked into the log"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The instance role's secret and session token, read straight from IMDS.
+async fn instance_secrets(bed: &TestBed) -> (String, String) {
+    let http = reqwest::Client::new();
+    let token = http
+        .put(format!("{}/latest/api/token", bed.imds_endpoint))
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let doc: Value = http
+        .get(format!(
+            "{}/latest/meta-data/iam/security-credentials/autoheal-instance-role",
+            bed.imds_endpoint
+        ))
+        .header("x-aws-ec2-metadata-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        doc["SecretAccessKey"].as_str().unwrap().to_owned(),
+        doc["Token"].as_str().unwrap().to_owned(),
+    )
+}
