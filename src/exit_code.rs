@@ -17,6 +17,8 @@ pub enum Exit {
     NoPerm,
     /// 78: the configuration is wrong.
     Config,
+    /// A sandbox's own exit code, passed on by `autoheal sandbox run`.
+    Passthrough(u8),
 }
 
 impl Exit {
@@ -28,6 +30,7 @@ impl Exit {
             Exit::Unavailable => 69,
             Exit::NoPerm => 77,
             Exit::Config => 78,
+            Exit::Passthrough(code) => code,
         }
     }
 }

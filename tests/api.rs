@@ -266,6 +266,25 @@ async fn the_daemon_serves_its_api_end_to_end() {
         "{stopped}"
     );
 
+    // The command line goes through the same API and passes the exit code on.
+    let cli = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["sandbox", "run", "--config"])
+        .arg(dir.join("autoheal.toml"))
+        .args([
+            "--integration",
+            "us",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ])
+        .env("AUTOHEAL_API_TOKEN", CANARY_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&cli.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("err"));
+
     // Metrics.
     let metrics = daemon
         .http

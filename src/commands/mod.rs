@@ -2,9 +2,10 @@
 
 mod check;
 mod config_check;
+mod sandbox_run;
 mod serve;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, SandboxCommand};
 use crate::config::{self, Config, ConfigError};
 use crate::exit_code::Exit;
 use crate::logging;
@@ -19,7 +20,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Tool(_) => not_built(&cli, "tool"),
         Command::Mcp => not_built(&cli, "mcp"),
         Command::Policy(_) => not_built(&cli, "policy"),
-        Command::Sandbox(_) => not_built(&cli, "sandbox"),
+        Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run::run(&cli, args).await,
         Command::Oidc(_) => not_built(&cli, "oidc"),
     }
 }

@@ -153,17 +153,17 @@ pub fn classify(err: &CredentialsError, integration: &IntegrationConfig) -> Sour
         Some(_) => (FailureKind::ImdsError, rendered),
         None => {
             let kind = classify_without_imds(err, &rendered, integration);
-            let message = match find_in_chain::<SdkError<AssumeRoleError, HttpResponse>>(err) {
-                Some(sts) => match code_and_message(sts) {
-                    (Some(code), Some(text)) => format!("sts:AssumeRole failed: {code}: {text}"),
-                    (Some(code), None) => format!("sts:AssumeRole failed: {code}"),
+            let assume_role = find_in_chain::<SdkError<AssumeRoleError, HttpResponse>>(err);
+            let message = if kind == FailureKind::NoRoleAttached {
+                "IMDS answered HTTP 404 for the instance's IAM role: none is attached".to_owned()
+            } else {
+                match assume_role.map(code_and_message) {
+                    Some((Some(code), Some(text))) => {
+                        format!("sts:AssumeRole failed: {code}: {text}")
+                    }
+                    Some((Some(code), None)) => format!("sts:AssumeRole failed: {code}"),
                     _ => rendered,
-                },
-                None if kind == FailureKind::NoRoleAttached => {
-                    "IMDS answered HTTP 404 for the instance's IAM role: none is attached"
-                        .to_owned()
                 }
-                None => rendered,
             };
             (kind, message)
         }
