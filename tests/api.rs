@@ -338,7 +338,7 @@ async fn the_daemon_serves_its_api_end_to_end() {
         !log.contains(CANARY_TOKEN),
         "the API token leaked into the log"
     );
-    let (secret, session_token) = instance_secrets(&bed).await;
+    let (secret, session_token) = bed.instance_secrets().await;
     assert!(
         !log.contains(&secret),
         "the instance role's secret key leaked into the log"
@@ -348,34 +348,4 @@ async fn the_daemon_serves_its_api_end_to_end() {
         "the session token leaked into the log"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The instance role's secret and session token, read straight from IMDS.
-async fn instance_secrets(bed: &TestBed) -> (String, String) {
-    let http = reqwest::Client::new();
-    let token = http
-        .put(format!("{}/latest/api/token", bed.imds_endpoint))
-        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let doc: Value = http
-        .get(format!(
-            "{}/latest/meta-data/iam/security-credentials/autoheal-instance-role",
-            bed.imds_endpoint
-        ))
-        .header("x-aws-ec2-metadata-token", token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        doc["SecretAccessKey"].as_str().unwrap().to_owned(),
-        doc["Token"].as_str().unwrap().to_owned(),
-    )
 }

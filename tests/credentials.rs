@@ -319,36 +319,6 @@ fn autoheal(bed: &TestBed, config_toml: &str, args: &[&str]) -> Output {
     out
 }
 
-/// The instance role's secret and session token, read straight from IMDS.
-async fn instance_secrets(bed: &TestBed) -> (String, String) {
-    let http = reqwest::Client::new();
-    let token = http
-        .put(format!("{}/latest/api/token", bed.imds_endpoint))
-        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let doc: Value = http
-        .get(format!(
-            "{}/latest/meta-data/iam/security-credentials/autoheal-instance-role",
-            bed.imds_endpoint
-        ))
-        .header("x-aws-ec2-metadata-token", token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        doc["SecretAccessKey"].as_str().unwrap().to_owned(),
-        doc["Token"].as_str().unwrap().to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn check_reports_each_capability_as_the_policy_allows_or_denies_it() {
     let bed = TestBed::start_seeded();
@@ -367,7 +337,7 @@ async fn check_reports_each_capability_as_the_policy_allows_or_denies_it() {
         ]),
     )
     .await;
-    let (secret, session_token) = instance_secrets(&bed).await;
+    let (secret, session_token) = bed.instance_secrets().await;
     bed.enforce_permissions().await;
 
     let out = autoheal(&bed, INSTANCE_ROLE, &["check", "--output", "json"]);

@@ -163,6 +163,36 @@ impl TestBed {
         assert!(response.status().is_success());
     }
 
+    /// The instance role's secret key and session token, read straight from IMDS: the
+    /// canaries that must never show up in a log, an answer or a label.
+    pub async fn instance_secrets(&self) -> (String, String) {
+        let token = self
+            .http
+            .put(format!("{}/latest/api/token", self.imds_endpoint))
+            .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+            .send()
+            .await
+            .expect("IMDS answers")
+            .text()
+            .await
+            .expect("a token");
+        let doc: Value = self
+            .http
+            .get(format!(
+                "{}/latest/meta-data/iam/security-credentials/autoheal-instance-role",
+                self.imds_endpoint
+            ))
+            .header("x-aws-ec2-metadata-token", token)
+            .send()
+            .await
+            .expect("IMDS answers")
+            .json()
+            .await
+            .expect("credentials JSON");
+        let field = |name: &str| doc[name].as_str().expect("credential field").to_owned();
+        (field("SecretAccessKey"), field("Token"))
+    }
+
     /// A config file's text with `integrations` (TOML) pointed at this test bed.
     pub fn config_toml(&self, integrations: &str) -> String {
         integrations.replace("{endpoint}", &self.endpoint)
