@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod exit_code;
+pub mod lifecycle;
 pub mod logging;
 pub mod sandbox;
 pub mod stdout;

@@ -1,8 +1,8 @@
 //! `autoheal serve` as a process: its HTTP API end to end against the test bed and the real
 //! Docker engine, then a graceful SIGTERM.
 //!
-//! The daemon removes every sandbox container left on the host when it starts, so this file
-//! runs one daemon in one test (cargo runs test binaries one after another).
+//! The daemon removes every sandbox container left on the host when it starts, so the tests
+//! of this file hold `SERIAL` (and cargo runs test binaries one after another).
 
 mod support;
 
@@ -15,6 +15,9 @@ use support::{TestBed, wait_for};
 
 const CANARY_TOKEN: &str = "canary-api-token-0123456789abcdef";
 
+/// Held by each test here for its whole run: one daemon at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Daemon {
     child: Child,
     base: String,
@@ -25,6 +28,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(bed: &TestBed, dir: &std::path::Path) -> Self {
+        Self::start_with_env(bed, dir, &[])
+    }
+
+    fn start_with_env(bed: &TestBed, dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -62,6 +69,7 @@ endpoint_url = "{{endpoint}}"
             .env("AUTOHEAL_LOG", "trace")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -118,6 +126,7 @@ fn managed_containers() -> usize {
 
 #[tokio::test]
 async fn the_daemon_serves_its_api_end_to_end() {
+    let _serial = SERIAL.lock().await;
     let bed = TestBed::start_seeded();
     let dir = std::env::temp_dir().join(format!("autoheal-api-{}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
@@ -347,5 +356,65 @@ async fn the_daemon_serves_its_api_end_to_end() {
         !log.contains(&session_token),
         "the session token leaked into the log"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_daemon_speaks_systemds_notify_protocol() {
+    let _serial = SERIAL.lock().await;
+    let bed = TestBed::start();
+    let dir = std::env::temp_dir().join(format!("autoheal-notify-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut daemon = Daemon::start_with_env(
+        &bed,
+        &dir,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut buffer = [0u8; 256];
+    let next = || {
+        let socket = &socket;
+        async move {
+            let n = tokio::time::timeout(Duration::from_secs(60), socket.recv(&mut buffer))
+                .await
+                .expect("a notification in time")
+                .unwrap();
+            String::from_utf8_lossy(&buffer[..n]).trim().to_owned()
+        }
+    };
+    assert_eq!(next().await, "READY=1");
+    // READY comes after the listener is bound: the API answers now.
+    let (status, _) = daemon.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    for _ in 0..2 {
+        assert_eq!(next().await, "WATCHDOG=1");
+    }
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut seen = Vec::new();
+    loop {
+        let message = next().await;
+        if message == "STOPPING=1" {
+            break;
+        }
+        assert_eq!(message, "WATCHDOG=1", "after {seen:?}");
+        seen.push(message);
+    }
+    let exited = wait_for("the daemon to exit", Duration::from_secs(60), || {
+        let status = daemon.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exited.success());
     let _ = std::fs::remove_dir_all(&dir);
 }

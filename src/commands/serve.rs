@@ -15,6 +15,7 @@ use crate::api::{self, AppState, token};
 use crate::cli::Cli;
 use crate::credentials::CredentialBroker;
 use crate::exit_code::Exit;
+use crate::lifecycle::notify;
 use crate::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxManager};
 
 /// How long running sandboxes may go on after SIGTERM before they are stopped.
@@ -73,16 +74,32 @@ pub async fn run(cli: &Cli) -> Exit {
             return Exit::Unavailable;
         }
     };
+    // SIGHUP must not end the daemon (its default action); reloading is not built yet.
+    if let Ok(mut hup) = signal(SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!(
+                    "SIGHUP: configuration reload is not built in this version; restart the service to apply changes"
+                );
+            }
+        });
+    }
+    notify::ready();
+    let watchdog = notify::start_watchdog();
     let stopping = async {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        notify::stopping();
         // New sandboxes are refused from here; running ones get the grace period.
         sandboxes.shutdown(SHUTDOWN_GRACE).await;
     };
     api::serve(listener, state, stopping).await;
     broker.stop();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("stopped");
     Exit::Ok
 }
