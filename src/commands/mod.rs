@@ -6,7 +6,7 @@ mod sandbox_run;
 mod serve;
 
 use crate::cli::{Cli, Command, ConfigCommand, SandboxCommand};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config};
 use crate::exit_code::Exit;
 use crate::logging;
 
@@ -38,13 +38,9 @@ pub fn load_config_and_log(cli: &Cli) -> Result<Config, Exit> {
         }
         Err(err) => {
             eprintln!("autoheal: {err}");
-            Err(exit_for(&err))
+            Err(Exit::Config)
         }
     }
-}
-
-fn exit_for(_err: &ConfigError) -> Exit {
-    Exit::Config
 }
 
 /// Commands whose part is not built yet say so plainly (exit 69) instead of pretending.
