@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoheal::config::load_from_str;
-use autoheal::credentials::clock::SystemClock;
 use autoheal::credentials::{CredentialBroker, InstanceRole, RefreshPolicy};
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::ProvideCredentials;
@@ -102,13 +101,8 @@ async fn main() {
     let imds = InstanceRole::with_endpoint(&bed.imds_endpoint).unwrap();
 
     let broker = Arc::new(
-        CredentialBroker::new(
-            &integration,
-            &imds,
-            Arc::new(SystemClock),
-            RefreshPolicy::for_sandboxes(NEEDED),
-        )
-        .await,
+        bed.broker(&integration, RefreshPolicy::for_sandboxes(NEEDED))
+            .await,
     );
     let request = |broker: Arc<CredentialBroker>| {
         move || {

@@ -15,6 +15,9 @@ use support::{TestBed, wait_for};
 
 const CANARY_TOKEN: &str = "canary-api-token-0123456789abcdef";
 
+/// A sandbox that runs until it is stopped.
+const SLEEPER: &str = r#"{"integration": "us", "command": ["sleep", "120"]}"#;
+
 /// Held by each test here for its whole run: one daemon at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -249,12 +252,7 @@ async fn the_daemon_serves_its_api_end_to_end() {
 
     // One left running, listed, then stopped through the API.
     let (status, running) = daemon
-        .call(
-            "POST",
-            "/v1/sandboxes",
-            token,
-            Some(r#"{"integration": "us", "command": ["sleep", "120"]}"#),
-        )
+        .call("POST", "/v1/sandboxes", token, Some(SLEEPER))
         .await;
     assert_eq!(status, 201, "{running}");
     let id = running["id"].as_str().unwrap().to_owned();
@@ -312,12 +310,7 @@ async fn the_daemon_serves_its_api_end_to_end() {
 
     // A sandbox still running at SIGTERM is stopped within the grace period; nothing is left.
     let (status, _) = daemon
-        .call(
-            "POST",
-            "/v1/sandboxes",
-            token,
-            Some(r#"{"integration": "us", "command": ["sleep", "120"]}"#),
-        )
+        .call("POST", "/v1/sandboxes", token, Some(SLEEPER))
         .await;
     assert_eq!(status, 201);
     let pid = daemon.child.id().to_string();

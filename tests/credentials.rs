@@ -8,10 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoheal::config::{IntegrationConfig, load_from_str};
-use autoheal::credentials::clock::SystemClock;
-use autoheal::credentials::{
-    CredentialBroker, CredentialError, FailureKind, InstanceRole, RefreshPolicy,
-};
+use autoheal::credentials::{CredentialBroker, CredentialError, FailureKind, RefreshPolicy};
 use serde_json::{Value, json};
 use support::{TestBed, allow, trust, wait_for};
 
@@ -57,14 +54,7 @@ fn fast_policy(keep_valid_for: Duration) -> RefreshPolicy {
 }
 
 async fn broker(bed: &TestBed, toml: &str, policy: RefreshPolicy) -> CredentialBroker {
-    let imds = InstanceRole::with_endpoint(&bed.imds_endpoint).expect("endpoint");
-    CredentialBroker::new(
-        &integrations(bed, toml),
-        &imds,
-        Arc::new(SystemClock),
-        policy,
-    )
-    .await
+    bed.broker(&integrations(bed, toml), policy).await
 }
 
 /// Makes the emulator mint 25-minute credentials and rotate them every 3 seconds; with a
@@ -211,12 +201,7 @@ async fn cross_account_credentials_carry_the_other_accounts_identity() {
         .credentials_valid_for("cross", Duration::from_secs(900))
         .await
         .expect("AssumeRole chained on the instance role");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&bed.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .load()
-        .await;
+    let config = bed.sdk_config_with(credentials).await;
     let identity = aws_sdk_sts::Client::new(&config)
         .get_caller_identity()
         .send()

@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoheal::config::{Config, load_from_str};
-use autoheal::credentials::clock::SystemClock;
-use autoheal::credentials::{CredentialBroker, InstanceRole, RefreshPolicy};
 use autoheal::sandbox::{
-    DEFAULT_OUTPUT_CAP, DockerBackend, SandboxError, SandboxManager, SandboxRequest, SandboxState,
+    DEFAULT_OUTPUT_CAP, SandboxError, SandboxManager, SandboxRequest, SandboxState,
 };
 use serde_json::{Value, json};
 use support::TestBed;
@@ -53,16 +51,7 @@ endpoint_url = "{{endpoint}}"
 }
 
 async fn manager(bed: &TestBed, config: &Config) -> Arc<SandboxManager> {
-    let imds = InstanceRole::with_endpoint(&bed.imds_endpoint).unwrap();
-    let broker = CredentialBroker::new(
-        &config.integrations,
-        &imds,
-        Arc::new(SystemClock),
-        RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime),
-    )
-    .await;
-    let backend = DockerBackend::connect(DEFAULT_OUTPUT_CAP).expect("docker");
-    Arc::new(SandboxManager::new(backend, Arc::new(broker), config))
+    bed.sandbox_manager(config).await
 }
 
 fn request(integration: &str, command: &[&str]) -> SandboxRequest {

@@ -8,15 +8,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use autoheal::config::{Secret, load_from_str};
-use autoheal::credentials::clock::SystemClock;
-use autoheal::credentials::{CredentialBroker, InstanceRole, RefreshPolicy};
 use autoheal::sandbox::{
-    ContainerSpec, DEFAULT_OUTPUT_CAP, DockerBackend, Limits, SandboxManager, SandboxRequest,
-    SandboxState,
+    ContainerSpec, DEFAULT_OUTPUT_CAP, DockerBackend, Limits, SandboxRequest, SandboxState,
 };
 use bytesize::ByteSize;
 use support::TestBed;
@@ -79,20 +75,8 @@ endpoint_url = "{endpoint}"
 "#,
     ))
     .unwrap();
-    let imds = InstanceRole::with_endpoint(&bed.imds_endpoint).unwrap();
-    let broker = CredentialBroker::new(
-        &config.integrations,
-        &imds,
-        Arc::new(SystemClock),
-        RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime),
-    )
-    .await;
-    let backend = DockerBackend::connect(DEFAULT_OUTPUT_CAP).unwrap();
-    let manager = Arc::new(SandboxManager::new(
-        backend.clone(),
-        Arc::new(broker),
-        &config,
-    ));
+    let manager = bed.sandbox_manager(&config).await;
+    let backend = manager.backend().clone();
     let ask = |command: &[&str]| SandboxRequest {
         integration: "us".into(),
         command: command.iter().map(|s| s.to_string()).collect(),

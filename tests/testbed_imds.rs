@@ -54,12 +54,7 @@ async fn the_sdk_provider_gets_instance_role_credentials_that_work_against_moto(
     assert_eq!(state["counters"]["credential_gets"], 1);
 
     // The credentials were minted by moto's STS, so moto knows whose they are.
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&bed.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .load()
-        .await;
+    let config = bed.sdk_config_with(credentials).await;
     let identity = aws_sdk_sts::Client::new(&config)
         .get_caller_identity()
         .send()

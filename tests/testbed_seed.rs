@@ -146,17 +146,14 @@ async fn every_service_answers_with_the_seeded_incident() {
         .await
         .unwrap();
     let creds = assumed.credentials().unwrap();
-    let other = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&bed.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
+    let other = bed
+        .sdk_config_with(aws_credential_types::Credentials::new(
             creds.access_key_id(),
             creds.secret_access_key(),
             Some(creds.session_token().to_owned()),
             None,
             "test",
         ))
-        .load()
         .await;
     let identity = aws_sdk_sts::Client::new(&other)
         .get_caller_identity()

@@ -21,11 +21,7 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
     let now = SystemTime::now();
     let mut reasons = Vec::new();
     for credentials in state.broker.states() {
-        let valid = match credentials.expires_at {
-            Some(at) => at > now,
-            None => credentials.refreshes > 0,
-        };
-        if !valid {
+        if !credentials.is_valid(now) {
             let why = credentials
                 .last_error
                 .as_ref()

@@ -58,6 +58,15 @@ pub struct CredentialState {
 }
 
 impl CredentialState {
+    /// True while the integration holds credentials that have not expired (credentials
+    /// without an expiry count once fetched).
+    pub fn is_valid(&self, now: SystemTime) -> bool {
+        match self.expires_at {
+            Some(at) => at > now,
+            None => self.refreshes > 0,
+        }
+    }
+
     /// Seconds until the credentials on hand expire (negative once expired).
     pub fn seconds_to_expiry(&self, now: SystemTime) -> Option<f64> {
         self.expires_at.map(|at| match at.duration_since(now) {

@@ -187,7 +187,7 @@ fn classify_without_imds(
     if lower.contains("404 from imds") {
         return FailureKind::NoRoleAttached;
     }
-    if lower.contains("communicate with imds") || lower.contains("imds") {
+    if lower.contains("imds") {
         return FailureKind::ImdsUnreachable;
     }
     if integration.role_arn.is_some() {

@@ -51,9 +51,9 @@ pub fn register(registry: &mut Registry, states: &[CredentialState], now: System
         if let Some(seconds) = state.seconds_to_expiry(now) {
             expiry.get_or_create(&label).set(seconds);
         }
-        let valid = state.seconds_to_expiry(now).is_none_or(|s| s > 0.0)
-            && (state.expires_at.is_some() || state.refreshes > 0);
-        healthy.get_or_create(&label).set(i64::from(valid));
+        healthy
+            .get_or_create(&label)
+            .set(i64::from(state.is_valid(now)));
     }
     registry.register(
         "credential_refreshes",

@@ -11,8 +11,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use autoheal::config::{Config, IntegrationConfig};
+use autoheal::credentials::clock::SystemClock;
+use autoheal::credentials::{CredentialBroker, InstanceRole, RefreshPolicy};
+use autoheal::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxManager};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
 use serde_json::Value;
 
 /// How long a test bed may take to start (moto's import dominates; seeding adds a few s).
@@ -97,12 +104,39 @@ impl TestBed {
 
     /// SDK config pointing at the test bed with static test keys of the default account.
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with(Credentials::new("testbed", "testbed", None, None, "test"))
+            .await
+    }
+
+    /// SDK config pointing at the test bed (us-east-1) with the given credentials.
+    pub async fn sdk_config_with(
+        &self,
+        credentials: impl ProvideCredentials + 'static,
+    ) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testbed", "testbed", None, None, "test"))
+            .credentials_provider(credentials)
             .load()
             .await
+    }
+
+    /// A credential broker whose instance role comes from this test bed's IMDS emulator.
+    pub async fn broker(
+        &self,
+        integrations: &[IntegrationConfig],
+        policy: RefreshPolicy,
+    ) -> CredentialBroker {
+        let imds = InstanceRole::with_endpoint(&self.imds_endpoint).expect("IMDS endpoint");
+        CredentialBroker::new(integrations, &imds, Arc::new(SystemClock), policy).await
+    }
+
+    /// A sandbox manager on the real Docker engine, its broker on this test bed.
+    pub async fn sandbox_manager(&self, config: &Config) -> Arc<SandboxManager> {
+        let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
+        let broker = self.broker(&config.integrations, policy).await;
+        let backend = DockerBackend::connect(DEFAULT_OUTPUT_CAP).expect("docker");
+        Arc::new(SandboxManager::new(backend, Arc::new(broker), config))
     }
 
     /// The IMDS emulator's state and counters.

@@ -97,6 +97,15 @@ def put_role(spec: dict) -> dict:
     return {"arn": backend.get_role(name).arn}
 
 
+def read_json_object(environ) -> dict:
+    """The request body as a JSON object; ValueError (a 400) otherwise."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    document = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    if not isinstance(document, dict):
+        raise ValueError("body must be a JSON object")
+    return document
+
+
 def control_app(imds: ImdsEmulator):
     """The /_testbed/ routes: health and the IMDS emulator's switches."""
 
@@ -115,21 +124,13 @@ def control_app(imds: ImdsEmulator):
         if path == "/_testbed/imds" and method == "GET":
             return reply("200 OK", imds.state.public_view())
         if path == "/_testbed/imds" and method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
             try:
-                changes = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                if not isinstance(changes, dict):
-                    raise ValueError("body must be a JSON object")
-                return reply("200 OK", imds.configure(changes))
+                return reply("200 OK", imds.configure(read_json_object(environ)))
             except ValueError as err:
                 return reply("400 Bad Request", {"error": str(err)})
         if path == "/_testbed/role" and method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
             try:
-                spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                if not isinstance(spec, dict):
-                    raise ValueError("body must be a JSON object")
-                return reply("200 OK", put_role(spec))
+                return reply("200 OK", put_role(read_json_object(environ)))
             except Exception as err:  # moto's own validation errors, malformed JSON
                 return reply("400 Bad Request", {"error": str(err)})
         return reply("404 Not Found", {"error": f"no test bed route {method} {path}"})
