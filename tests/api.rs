@@ -6,8 +6,9 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -25,9 +26,29 @@ struct Daemon {
     child: Child,
     base: String,
     http: reqwest::Client,
-    /// Everything the daemon logged; read as it comes, so the pipe never fills.
-    log: std::thread::JoinHandle<String>,
+    port: u16,
+    config: std::path::PathBuf,
+    /// Everything the daemon logged so far; read as it comes, so the pipe never fills.
+    log: Arc<Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
+
+/// A failed test must not leave the daemon (and so its sandboxes' keeper) running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one integration every test here starts with.
+const US_INTEGRATION: &str = r#"
+[[integration]]
+name = "us"
+account_id = "123456789012"
+auth = "instance_role"
+endpoint_url = "{endpoint}"
+"#;
 
 impl Daemon {
     fn start(bed: &TestBed, dir: &std::path::Path) -> Self {
@@ -41,29 +62,7 @@ impl Daemon {
             .unwrap()
             .port();
         let config = dir.join("autoheal.toml");
-        std::fs::write(
-            &config,
-            bed.config_toml(&format!(
-                r#"
-[server]
-listen = "127.0.0.1:{port}"
-api_token_file = "{}/api-token"
-
-[sandbox]
-image = "autoheal-sandbox-test:latest"
-network = "host"
-max_lifetime = "2m"
-
-[[integration]]
-name = "us"
-account_id = "123456789012"
-auth = "instance_role"
-endpoint_url = "{{endpoint}}"
-"#,
-                dir.display()
-            )),
-        )
-        .unwrap();
+        write_config(bed, &config, port, US_INTEGRATION);
         let mut child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
             .args(["serve", "--config"])
             .arg(&config)
@@ -77,18 +76,62 @@ endpoint_url = "{{endpoint}}"
             .stderr(Stdio::piped())
             .spawn()
             .expect("start autoheal serve");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let log = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        let log_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
         });
         Daemon {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            port,
+            config,
             log,
+            log_reader: Some(log_reader),
         }
+    }
+
+    /// Rewrites the daemon's config file (same listener) with these integrations.
+    fn rewrite_config(&self, bed: &TestBed, integrations: &str) {
+        write_config(bed, &self.config, self.port, integrations);
+    }
+
+    /// What the daemon logged so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Everything the daemon logged, once it has exited.
+    fn log_after_exit(&mut self) -> String {
+        if let Some(reader) = self.log_reader.take() {
+            reader.join().unwrap();
+        }
+        self.log()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    async fn exited(&mut self) -> std::process::ExitStatus {
+        wait_for("the daemon to exit", Duration::from_secs(60), || {
+            let status = self.child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
     }
 
     async fn call(
@@ -117,6 +160,24 @@ endpoint_url = "{{endpoint}}"
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
+}
+
+fn write_config(bed: &TestBed, path: &std::path::Path, port: u16, integrations: &str) {
+    let dir = path.parent().unwrap();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+api_token_file = "{}/api-token"
+
+[sandbox]
+image = "autoheal-sandbox-test:latest"
+network = "host"
+max_lifetime = "2m"
+{integrations}"#,
+        dir.display()
+    );
+    std::fs::write(path, bed.config_toml(&text)).unwrap();
 }
 
 fn managed_containers() -> usize {
@@ -313,28 +374,13 @@ async fn the_daemon_serves_its_api_end_to_end() {
         .call("POST", "/v1/sandboxes", token, Some(SLEEPER))
         .await;
     assert_eq!(status, 201);
-    let pid = daemon.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exited = wait_for(
-        "the daemon to exit after SIGTERM",
-        Duration::from_secs(60),
-        || {
-            let status = daemon.child.try_wait().unwrap();
-            async move { status }
-        },
-    )
-    .await;
+    daemon.signal("TERM");
+    let exited = daemon.exited().await;
     assert!(exited.success(), "{exited:?}");
     assert_eq!(managed_containers(), 0, "no sandbox left behind");
 
     // Secrets never reach the log: not the API token, not the instance role's secret.
-    let log = daemon.log.join().unwrap();
+    let log = daemon.log_after_exit();
     assert!(log.contains("serving"), "{log}");
     assert!(
         !log.contains(CANARY_TOKEN),
@@ -386,14 +432,7 @@ async fn the_daemon_speaks_systemds_notify_protocol() {
     for _ in 0..2 {
         assert_eq!(next().await, "WATCHDOG=1");
     }
-    let pid = daemon.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    daemon.signal("TERM");
     let mut seen = Vec::new();
     loop {
         let message = next().await;
@@ -403,11 +442,150 @@ async fn the_daemon_speaks_systemds_notify_protocol() {
         assert_eq!(message, "WATCHDOG=1", "after {seen:?}");
         seen.push(message);
     }
-    let exited = wait_for("the daemon to exit", Duration::from_secs(60), || {
-        let status = daemon.child.try_wait().unwrap();
-        async move { status }
+    assert!(daemon.exited().await.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the daemon answers /healthz.
+async fn serving(daemon: &Daemon) {
+    wait_for("the daemon to serve", Duration::from_secs(60), || async {
+        let response = daemon
+            .http
+            .get(format!("{}/healthz", daemon.base))
+            .send()
+            .await;
+        response.ok().filter(|r| r.status() == 200).map(|_| ())
     })
     .await;
-    assert!(exited.success());
+}
+
+fn integration_names(list: &Value) -> Vec<String> {
+    list["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sighup_reloads_integrations_without_dropping_running_sandboxes() {
+    let _serial = SERIAL.lock().await;
+    let bed = TestBed::start_with(&["--seed", "--seed-region", "eu-west-1"]);
+    let dir = std::env::temp_dir().join(format!("autoheal-reload-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut daemon = Daemon::start(&bed, &dir);
+    let token = Some(CANARY_TOKEN);
+    serving(&daemon).await;
+    let (status, running) = daemon
+        .call("POST", "/v1/sandboxes", token, Some(SLEEPER))
+        .await;
+    assert_eq!(status, 201, "{running}");
+    let sleeper = running["id"].as_str().unwrap().to_owned();
+
+    // "us" goes, "eu" comes: the running sandbox of "us" is not touched.
+    daemon.rewrite_config(
+        &bed,
+        r#"
+[[integration]]
+name = "eu"
+account_id = "123456789012"
+region = "eu-west-1"
+auth = "instance_role"
+endpoint_url = "{endpoint}"
+"#,
+    );
+    daemon.signal("HUP");
+    wait_for(
+        "the reload to take effect",
+        Duration::from_secs(30),
+        || async {
+            let (_, list) = daemon.call("GET", "/v1/integrations", token, None).await;
+            (integration_names(&list) == ["eu"]).then_some(())
+        },
+    )
+    .await;
+    let (_, still) = daemon
+        .call("GET", &format!("/v1/sandboxes/{sleeper}"), token, None)
+        .await;
+    assert_eq!(still["state"], "running", "{still}");
+    let (status, gone) = daemon
+        .call("POST", "/v1/sandboxes?wait=true", token, Some(SLEEPER))
+        .await;
+    assert_eq!(status, 404, "{gone}");
+    let (status, done) = daemon
+        .call(
+            "POST",
+            "/v1/sandboxes?wait=true",
+            token,
+            Some(r#"{"integration": "eu", "command": ["autoheal", "check", "--output", "json"]}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    let report: Value = serde_json::from_str(done["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(report["integrations"][0]["region"], "eu-west-1", "{report}");
+
+    // A broken file is rejected whole, every problem logged, the config in force kept.
+    daemon.rewrite_config(
+        &bed,
+        r#"
+[[integration]]
+name = "eu"
+region = "mars-north-1"
+auth = "sorcery"
+"#,
+    );
+    daemon.signal("HUP");
+    wait_for("the rejection in the log", Duration::from_secs(30), || {
+        let log = daemon.log();
+        async move { log.contains("reload rejected").then_some(()) }
+    })
+    .await;
+    let log = daemon.log();
+    assert!(log.contains("integration[0].region"), "{log}");
+    assert!(log.contains("integration[0].auth"), "{log}");
+    let (_, list) = daemon.call("GET", "/v1/integrations", token, None).await;
+    assert_eq!(integration_names(&list), ["eu"]);
+    let (_, still) = daemon
+        .call("GET", &format!("/v1/sandboxes/{sleeper}"), token, None)
+        .await;
+    assert_eq!(still["state"], "running", "{still}");
+
+    daemon.signal("TERM");
+    assert!(daemon.exited().await.success());
+    assert_eq!(managed_containers(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_restart_after_kill_9_removes_the_sandboxes_left_behind() {
+    let _serial = SERIAL.lock().await;
+    let bed = TestBed::start();
+    let dir = std::env::temp_dir().join(format!("autoheal-kill9-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut daemon = Daemon::start(&bed, &dir);
+    let token = Some(CANARY_TOKEN);
+    serving(&daemon).await;
+    for _ in 0..2 {
+        let (status, body) = daemon
+            .call("POST", "/v1/sandboxes", token, Some(SLEEPER))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    daemon.signal("KILL");
+    daemon.exited().await;
+    assert_eq!(
+        managed_containers(),
+        2,
+        "kill -9 leaves the sandboxes running"
+    );
+
+    let mut restarted = Daemon::start(&bed, &dir);
+    serving(&restarted).await;
+    assert_eq!(managed_containers(), 0, "the restarted daemon removed them");
+    let log = restarted.log();
+    assert!(log.contains("removed sandboxes left behind"), "{log}");
+    restarted.signal("TERM");
+    assert!(restarted.exited().await.success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,7 +20,7 @@ pub fn healthz() -> Response<Body> {
 pub async fn readyz(state: &AppState) -> Response<Body> {
     let now = SystemTime::now();
     let mut reasons = Vec::new();
-    for credentials in state.broker.states() {
+    for credentials in state.live.current().broker.states() {
         if !credentials.is_valid(now) {
             let why = credentials
                 .last_error
@@ -45,7 +45,11 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
 
 pub fn metrics(state: &AppState) -> Response<Body> {
     let mut registry = Registry::with_prefix("autoheal");
-    crate::credentials::metrics::register(&mut registry, &state.broker.states(), SystemTime::now());
+    crate::credentials::metrics::register(
+        &mut registry,
+        &state.live.current().broker.states(),
+        SystemTime::now(),
+    );
     let running: Gauge = Gauge::default();
     running.set(state.sandboxes.running() as i64);
     registry.register("sandboxes_running", "Sandboxes running now", running);

@@ -8,8 +8,9 @@ use super::AppState;
 use super::response::{ApiError, Body, json};
 
 pub fn list(state: &AppState) -> Response<Body> {
-    let states = state.broker.states();
-    let integrations: Vec<_> = state
+    let generation = state.live.current();
+    let states = generation.broker.states();
+    let integrations: Vec<_> = generation
         .config
         .integrations
         .iter()
@@ -33,13 +34,14 @@ pub fn list(state: &AppState) -> Response<Body> {
 }
 
 pub async fn test(state: &AppState, name: &str) -> Result<Response<Body>, ApiError> {
-    let integration = state.config.integration(name).ok_or_else(|| {
+    let generation = state.live.current();
+    let integration = generation.config.integration(name).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_integration",
             format!("no integration named {name:?}"),
         )
     })?;
-    let report = crate::check::test_connection(&state.broker, integration).await;
+    let report = crate::check::test_connection(&generation.broker, integration).await;
     Ok(json(StatusCode::OK, &report))
 }

@@ -24,8 +24,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, Secret};
-use crate::credentials::CredentialBroker;
+use crate::config::Secret;
+use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
 pub use response::{ApiError, Body};
 
@@ -37,8 +37,8 @@ const CONNECTION_DRAIN: Duration = Duration::from_secs(10);
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
-    pub config: Config,
-    pub broker: Arc<CredentialBroker>,
+    /// The configuration and broker in force (SIGHUP swaps them).
+    pub live: Arc<LiveConfig>,
     pub sandboxes: Arc<SandboxManager>,
     pub token: Secret,
 }

@@ -5,17 +5,19 @@
 //! not fatal); sandboxes a previous run left behind are removed; SIGTERM/SIGINT stop
 //! accepting, let running sandboxes finish up to a grace period, then stop them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::api::{self, AppState, token};
 use crate::cli::Cli;
+use crate::config;
 use crate::credentials::CredentialBroker;
 use crate::exit_code::Exit;
-use crate::lifecycle::notify;
+use crate::lifecycle::{self, LiveConfig, notify};
 use crate::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxManager};
 
 /// How long running sandboxes may go on after SIGTERM before they are stopped.
@@ -55,11 +57,16 @@ pub async fn run(cli: &Cli) -> Exit {
             return Exit::Unavailable;
         }
     };
-    let sandboxes = Arc::new(SandboxManager::new(backend, broker.clone(), &config));
+    if config.sandbox.network == "host" {
+        tracing::warn!(
+            "sandbox.network = \"host\": sandboxes share the host's network and can reach the instance metadata service (and so the host's own role); use a bridge network"
+        );
+    }
     tracing::info!(listen = %config.server.listen, integrations = config.integrations.len(), "serving");
+    let live = Arc::new(LiveConfig::new(config, broker));
+    let sandboxes = Arc::new(SandboxManager::new(backend, live.clone()));
     let state = Arc::new(AppState {
-        config,
-        broker: broker.clone(),
+        live: live.clone(),
         sandboxes: sandboxes.clone(),
         token,
     });
@@ -74,16 +81,11 @@ pub async fn run(cli: &Cli) -> Exit {
             return Exit::Unavailable;
         }
     };
-    // SIGHUP must not end the daemon (its default action); reloading is not built yet.
-    if let Ok(mut hup) = signal(SignalKind::hangup()) {
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::warn!(
-                    "SIGHUP: configuration reload is not built in this version; restart the service to apply changes"
-                );
-            }
-        });
-    }
+    let Ok(hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler");
+        return Exit::Unavailable;
+    };
+    tokio::spawn(reload_on_hangup(hup, cli.config.clone(), live.clone()));
     notify::ready();
     let watchdog = notify::start_watchdog();
     let stopping = async {
@@ -96,10 +98,35 @@ pub async fn run(cli: &Cli) -> Exit {
         sandboxes.shutdown(SHUTDOWN_GRACE).await;
     };
     api::serve(listener, state, stopping).await;
-    broker.stop();
+    live.current().broker.stop();
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
     tracing::info!("stopped");
     Exit::Ok
+}
+
+/// On each SIGHUP: load and validate the file again; put it in force when it is valid,
+/// otherwise log every problem and keep the configuration in force.
+async fn reload_on_hangup(mut hup: Signal, path: Option<PathBuf>, live: Arc<LiveConfig>) {
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        match config::load(path.as_deref()) {
+            Ok(config) => {
+                let summary = lifecycle::reload(&live, config).await;
+                tracing::info!(
+                    added = ?summary.added,
+                    removed = ?summary.removed,
+                    changed = ?summary.changed,
+                    "configuration reloaded; running sandboxes are unaffected"
+                );
+                if !summary.need_restart.is_empty() {
+                    tracing::warn!(keys = ?summary.need_restart, "these changes take effect only after a restart");
+                }
+            }
+            Err(err) => {
+                tracing::error!("configuration reload rejected, keeping the one in force: {err}");
+            }
+        }
+    }
 }

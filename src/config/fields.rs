@@ -4,6 +4,7 @@
 //! with the key path and the operator knows what to write instead.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use bytesize::ByteSize;
@@ -109,6 +110,51 @@ impl RoleArn {
 impl fmt::Display for RoleArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// An IP network in CIDR form (`169.254.169.254/32`); a bare address means the one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        let (address, prefix) = match value.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (value, None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("not an IP address or CIDR block: {value:?}"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("prefix length must be 0..={max} in {value:?}")),
+            },
+        };
+        Ok(Self { address, prefix })
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.address.is_ipv4()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

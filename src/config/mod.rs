@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Serialize;
 
-pub use fields::{AccountId, AuthMethod, LogFormat, Region, RoleArn};
+pub use fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn};
 pub use load::{ConfigError, ConfigIssue, DEFAULT_CONFIG_PATH, load, load_from_str};
 pub use secret::{REDACTED, Secret};
 
@@ -31,6 +31,9 @@ pub const DEFAULT_API_TOKEN_FILE: &str = "/var/lib/autoheal/api-token";
 pub const DEFAULT_SANDBOX_IMAGE: &str = "autoheal-sandbox:latest";
 /// A bridge network of our own, so IMDS can be blocked for sandboxes alone.
 pub const DEFAULT_SANDBOX_NETWORK: &str = "autoheal-sandbox";
+/// EC2's instance metadata service, IPv4 and IPv6 (Nitro): sandboxes must not reach it,
+/// or they could take the host's own instance-role credentials.
+pub const DEFAULT_BLOCKED_ADDRESSES: [&str; 2] = ["169.254.169.254/32", "fd00:ec2::254/128"];
 /// Long enough for a slow Logs Insights query, short enough that credentials outlive it.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The tools stream compact JSON; 512 MiB leaves ample headroom for large log pages.
@@ -96,6 +99,8 @@ pub struct SandboxConfig {
     pub cpus: f64,
     /// Process limit per sandbox.
     pub pids_limit: u32,
+    /// Addresses sandboxes on a bridge network cannot reach (a `DOCKER-USER` rule each).
+    pub blocked_addresses: Vec<Cidr>,
 }
 
 /// `[oidc]`: the daemon as its own OIDC issuer.
@@ -126,7 +131,7 @@ pub struct LogConfig {
 }
 
 /// `[[integration]]`: one AWS account (and region) the agent may read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IntegrationConfig {
     /// Unique name; used in the API path, labels and STS session names.
     pub name: String,

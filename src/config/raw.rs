@@ -65,6 +65,7 @@ pub struct RawSandbox {
     pub memory: Option<Scalar>,
     pub cpus: Option<Scalar>,
     pub pids_limit: Option<Scalar>,
+    pub blocked_addresses: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

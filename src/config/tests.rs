@@ -331,3 +331,37 @@ fn secrets_are_redacted_in_the_effective_config() {
     }
     assert!(!format!("{config:?}").contains("ext-7f3a9c"));
 }
+
+#[test]
+fn blocked_addresses_default_to_imds_and_every_bad_entry_is_named() {
+    let config = load_from_str(&one_integration("")).unwrap();
+    let defaults: Vec<String> = config
+        .sandbox
+        .blocked_addresses
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(defaults, ["169.254.169.254/32", "fd00:ec2::254/128"]);
+
+    let toml = format!(
+        "[sandbox]\nblocked_addresses = [\"169.254.169.254\", \"10.0.0.0/33\", \"imds\"]\n{}",
+        one_integration("")
+    );
+    let all = issues(&toml);
+    let bad: Vec<_> = all
+        .iter()
+        .filter(|i| i.key == "sandbox.blocked_addresses")
+        .collect();
+    assert_eq!(bad.len(), 2, "{all:?}");
+    assert!(bad[0].message.contains("10.0.0.0/33"), "{}", bad[0]);
+    assert!(bad[1].message.contains("\"imds\""), "{}", bad[1]);
+
+    let empty = format!("[sandbox]\nblocked_addresses = []\n{}", one_integration(""));
+    assert!(
+        load_from_str(&empty)
+            .unwrap()
+            .sandbox
+            .blocked_addresses
+            .is_empty()
+    );
+}

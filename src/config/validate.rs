@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use regex::Regex;
 
-use super::fields::{AccountId, AuthMethod, LogFormat, Region, RoleArn};
+use super::fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn};
 use super::load::ConfigIssue;
 use super::raw::{RawConfig, RawIntegration, Scalar, Unknown};
 use super::secret::Secret;
@@ -143,6 +143,44 @@ impl Checker {
         }
     }
 
+    /// A list of CIDR blocks: a TOML array of strings, or one comma-separated string (env).
+    fn cidrs(&mut self, key: &str, value: Option<&Scalar>, default: &[&str]) -> Vec<Cidr> {
+        let items: Vec<String> = match value {
+            None => default.iter().map(|s| (*s).to_owned()).collect(),
+            Some(Scalar::Text(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Some(Scalar::Nested(serde_json::Value::Array(items)))
+                if items.iter().all(serde_json::Value::is_string) =>
+            {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            }
+            Some(other) => {
+                self.issue(
+                    key,
+                    format!(
+                        "expected a list of addresses such as [\"169.254.169.254/32\"], got {other}"
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut cidrs = Vec::new();
+        for item in items {
+            match Cidr::parse(&item) {
+                Ok(cidr) => cidrs.push(cidr),
+                Err(message) => self.issue(key, message),
+            }
+        }
+        cidrs
+    }
+
     fn count(&mut self, key: &str, value: Option<&Scalar>, default: u32) -> u32 {
         match value {
             None => default,
@@ -240,6 +278,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "memory",
             "cpus",
             "pids_limit",
+            "blocked_addresses",
         ],
     );
     let image = c.text_or("sandbox.image", raw.image.as_ref(), DEFAULT_SANDBOX_IMAGE);
@@ -294,6 +333,11 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "must be at least 16: the tool runtime needs a few threads",
         );
     }
+    let blocked_addresses = c.cidrs(
+        "sandbox.blocked_addresses",
+        raw.blocked_addresses.as_ref(),
+        &DEFAULT_BLOCKED_ADDRESSES,
+    );
     SandboxConfig {
         image,
         network,
@@ -301,6 +345,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         memory,
         cpus,
         pids_limit,
+        blocked_addresses,
     }
 }
 

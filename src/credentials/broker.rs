@@ -65,6 +65,52 @@ impl CredentialBroker {
         }
     }
 
+    /// The broker for a reloaded `config`: integrations whose settings did not change keep
+    /// their cache (and so their credentials, with no upstream call); new or changed ones
+    /// get a fresh cache. Answers it with the names of the fresh ones.
+    pub async fn successor(&self, config: &Config) -> (Self, Vec<String>) {
+        let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
+        let instance_role = InstanceRole::new();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut caches = BTreeMap::new();
+        let mut fresh = Vec::new();
+        for integration in &config.integrations {
+            let kept = self
+                .caches
+                .get(&integration.name)
+                .filter(|cache| cache.integration() == integration && *cache.policy() == policy);
+            let cache = match kept {
+                Some(cache) => cache.clone(),
+                None => {
+                    fresh.push(integration.name.clone());
+                    let provider = provider_for(integration, &instance_role).await;
+                    Arc::new(CredentialCache::new(
+                        integration.clone(),
+                        provider,
+                        clock.clone(),
+                        policy.clone(),
+                    ))
+                }
+            };
+            caches.insert(integration.name.clone(), cache);
+        }
+        let broker = Self {
+            caches,
+            refreshers: Mutex::new(Vec::new()),
+        };
+        (broker, fresh)
+    }
+
+    /// One first attempt for each of `names`, concurrently (see [`Self::prime`]).
+    pub async fn prime_only(&self, names: &[String]) {
+        let attempts = self
+            .caches
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, cache)| cache.refresh());
+        futures_util::future::join_all(attempts).await;
+    }
+
     /// The cache of one integration.
     pub fn cache(&self, integration: &str) -> Result<&Arc<CredentialCache>, CredentialError> {
         self.caches

@@ -16,7 +16,7 @@ pub const DEFAULT_JITTER: Duration = Duration::from_secs(120);
 pub const START_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// How a cache keeps credentials fresh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RefreshPolicy {
     /// The background refresh keeps at least this much validity on hand, so the longest
     /// sandbox a caller may ask for never waits on IMDS or STS.

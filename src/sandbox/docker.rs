@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::SandboxError;
 use super::spec::{Captured, ContainerSpec, LABEL_MANAGED, LABEL_SANDBOX};
+use crate::config::Cidr;
 
 /// The user sandboxes run as (the image's `autoheal` user; never root).
 pub const SANDBOX_USER: &str = "65532:65532";
@@ -99,21 +100,14 @@ impl DockerBackend {
             .map_err(|e| docker_err("ping the Docker engine", e))
     }
 
-    /// Creates the sandbox bridge network when it does not exist (`host`/`none` need none).
-    pub async fn ensure_network(&self, name: &str) -> Result<(), SandboxError> {
+    /// Creates the sandbox bridge network when it does not exist, and answers its IP
+    /// subnets (`host`/`none` need no network and have none of their own).
+    pub async fn ensure_network(&self, name: &str) -> Result<Vec<Cidr>, SandboxError> {
         if matches!(name, "host" | "none") {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        if self
-            .docker
-            .inspect_network(
-                name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        if let Some(subnets) = self.network_subnets(name).await? {
+            return Ok(subnets);
         }
         let request = NetworkCreateRequest {
             name: name.to_owned(),
@@ -125,13 +119,46 @@ impl DockerBackend {
             ..Default::default()
         };
         match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // Created concurrently by another caller: fine.
             Err(DockerError::DockerResponseServerError {
                 status_code: 409, ..
-            }) => Ok(()),
-            Err(e) => Err(docker_err(&format!("create network {name}"), e)),
+            }) => {}
+            Err(e) => return Err(docker_err(&format!("create network {name}"), e)),
         }
+        self.network_subnets(name)
+            .await?
+            .ok_or_else(|| SandboxError::Docker {
+                action: format!("find network {name} after creating it"),
+                message: "it vanished".into(),
+            })
+    }
+
+    /// The subnets of a network, or `None` when it does not exist.
+    async fn network_subnets(&self, name: &str) -> Result<Option<Vec<Cidr>>, SandboxError> {
+        let network = match self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(network) => network,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(docker_err(&format!("inspect network {name}"), e)),
+        };
+        let subnets = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|config| config.subnet)
+            .filter_map(|subnet| Cidr::parse(&subnet).ok())
+            .collect();
+        Ok(Some(subnets))
     }
 
     /// Creates the container, attaches to its output, and starts it. Answers its id and the

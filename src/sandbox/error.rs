@@ -27,6 +27,11 @@ pub enum SandboxError {
         "Docker could not {action}: {message} (is the Docker engine running and its socket reachable?)"
     )]
     Docker { action: String, message: String },
+    /// Sandboxes on this bridge network could reach instance metadata (503).
+    #[error(
+        "refusing to start sandboxes on network {network:?}: they could reach the instance metadata service, and the daemon cannot block it ({reason}). Run the daemon as root or with CAP_NET_ADMIN and iptables installed, or add the DOCKER-USER rule yourself (docs/security.md)"
+    )]
+    MetadataBlock { network: String, reason: String },
     /// The daemon is draining (503).
     #[error("the daemon is shutting down and starts no new sandboxes")]
     ShuttingDown,
@@ -42,6 +47,7 @@ impl SandboxError {
             Self::Credentials(_)
             | Self::ImageMissing(_)
             | Self::Docker { .. }
+            | Self::MetadataBlock { .. }
             | Self::ShuttingDown => 503,
         }
     }
@@ -56,6 +62,7 @@ impl SandboxError {
             Self::Credentials(_) => "credentials_unavailable",
             Self::ImageMissing(_) => "image_missing",
             Self::Docker { .. } => "docker_unavailable",
+            Self::MetadataBlock { .. } => "metadata_block_unavailable",
             Self::ShuttingDown => "shutting_down",
         }
     }

@@ -19,9 +19,11 @@ use super::SandboxError;
 type OutputTask =
     tokio::task::JoinHandle<Result<(super::spec::Captured, super::spec::Captured), SandboxError>>;
 use super::docker::DockerBackend;
+use super::metadata_block::MetadataBlock;
 use super::spec::{ContainerSpec, Limits, rfc3339};
-use crate::config::{Config, IntegrationConfig, SandboxConfig, Secret};
+use crate::config::{Config, IntegrationConfig, Secret};
 use crate::credentials::{CredentialBroker, CredentialError};
+use crate::lifecycle::LiveConfig;
 
 /// Time to create and start a container and hand it its credentials.
 pub const START_MARGIN: Duration = Duration::from_secs(30);
@@ -99,24 +101,18 @@ struct Record {
 #[derive(Debug)]
 pub struct SandboxManager {
     backend: DockerBackend,
-    broker: Arc<CredentialBroker>,
-    sandbox: SandboxConfig,
-    integrations: BTreeMap<String, IntegrationConfig>,
+    live: Arc<LiveConfig>,
     records: Mutex<BTreeMap<String, Arc<Record>>>,
     draining: AtomicBool,
 }
 
 impl SandboxManager {
-    pub fn new(backend: DockerBackend, broker: Arc<CredentialBroker>, config: &Config) -> Self {
+    /// A manager that takes its integrations, sandbox settings and broker from `live`
+    /// each time it starts a sandbox (so a reload applies to the next one).
+    pub fn new(backend: DockerBackend, live: Arc<LiveConfig>) -> Self {
         Self {
             backend,
-            broker,
-            sandbox: config.sandbox.clone(),
-            integrations: config
-                .integrations
-                .iter()
-                .map(|i| (i.name.clone(), i.clone()))
-                .collect(),
+            live,
             records: Mutex::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
         }
@@ -138,11 +134,13 @@ impl SandboxManager {
         if self.draining.load(Ordering::SeqCst) {
             return Err(SandboxError::ShuttingDown);
         }
-        let integration = self.integration(&request.integration)?.clone();
-        validate(&request, self.sandbox.max_lifetime)?;
-        let asked = request.timeout.unwrap_or(self.sandbox.max_lifetime);
+        let generation = self.live.current();
+        let sandbox = &generation.config.sandbox;
+        let integration = integration(&generation.config, &request.integration)?.clone();
+        validate(&request, sandbox.max_lifetime)?;
+        let asked = request.timeout.unwrap_or(sandbox.max_lifetime);
         let (credentials, timeout, deadline_note) =
-            self.credentials_for(&integration, asked).await?;
+            credentials_for(&generation.broker, &integration, asked).await?;
 
         let id = new_id();
         let now = SystemTime::now();
@@ -191,7 +189,7 @@ impl SandboxManager {
         let image = request
             .image
             .clone()
-            .unwrap_or_else(|| self.sandbox.image.clone());
+            .unwrap_or_else(|| sandbox.image.clone());
         let spec = ContainerSpec {
             sandbox_id: id.clone(),
             integration: integration.name.clone(),
@@ -199,13 +197,16 @@ impl SandboxManager {
             command: request.command.clone(),
             env,
             limits: Limits {
-                memory: self.sandbox.memory,
-                cpus: self.sandbox.cpus,
-                pids: self.sandbox.pids_limit,
-                network: self.sandbox.network.clone(),
+                memory: sandbox.memory,
+                cpus: sandbox.cpus,
+                pids: sandbox.pids_limit,
+                network: sandbox.network.clone(),
             },
         };
-        self.backend.ensure_network(&self.sandbox.network).await?;
+        let subnets = self.backend.ensure_network(&sandbox.network).await?;
+        MetadataBlock::new(sandbox.blocked_addresses.clone())
+            .ensure(&sandbox.network, &subnets)
+            .await?;
         let started = Instant::now();
         let deadline = started + timeout;
         let started_container = self.backend.start(&spec).await?;
@@ -304,57 +305,6 @@ impl SandboxManager {
         }
         // `send_replace` stores the value even when nobody is subscribed yet.
         record.done.send_replace(true);
-    }
-
-    fn integration(&self, name: &str) -> Result<&IntegrationConfig, SandboxError> {
-        self.integrations
-            .get(name)
-            .ok_or_else(|| SandboxError::UnknownIntegration {
-                name: name.to_owned(),
-                known: self
-                    .integrations
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-
-    /// Credentials valid for the whole sandbox, shortening its life when the source cannot
-    /// give enough: `(credentials, timeout, note)`.
-    async fn credentials_for(
-        &self,
-        integration: &IntegrationConfig,
-        asked: Duration,
-    ) -> Result<(aws_credential_types::Credentials, Duration, Option<String>), SandboxError> {
-        let name = &integration.name;
-        match self
-            .broker
-            .credentials_valid_for(name, asked + START_MARGIN)
-            .await
-        {
-            Ok(credentials) => Ok((credentials, asked, None)),
-            Err(CredentialError::ExpiresTooSoon { remaining, .. })
-                if remaining > START_MARGIN + MIN_USEFUL_LIFETIME + Duration::from_secs(1) =>
-            {
-                let shortened = remaining - START_MARGIN - Duration::from_secs(1);
-                let shortened = Duration::from_secs(shortened.as_secs());
-                let credentials = self
-                    .broker
-                    .credentials_valid_for(name, shortened + START_MARGIN)
-                    .await?;
-                let note = format!(
-                    "the integration's credentials expire in {}s and fresher ones are not available yet, \
-                     so the deadline was shortened from {} to {}: a sandbox never outlives its credentials",
-                    remaining.as_secs(),
-                    humantime::format_duration(asked),
-                    humantime::format_duration(shortened)
-                );
-                tracing::warn!(integration = %name, "{note}");
-                Ok((credentials, shortened, Some(note)))
-            }
-            Err(err) => Err(err.into()),
-        }
     }
 
     /// Waits until the sandbox ends; answers its final state.
@@ -473,4 +423,53 @@ fn validate(request: &SandboxRequest, max_lifetime: Duration) -> Result<(), Sand
 /// 12 hex digits: short enough to type, random enough never to collide on one host.
 fn new_id() -> String {
     format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff)
+}
+
+fn integration<'a>(config: &'a Config, name: &str) -> Result<&'a IntegrationConfig, SandboxError> {
+    config
+        .integration(name)
+        .ok_or_else(|| SandboxError::UnknownIntegration {
+            name: name.to_owned(),
+            known: config
+                .integrations
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Credentials valid for the whole sandbox, shortening its life when the source cannot
+/// give enough: `(credentials, timeout, note)`.
+async fn credentials_for(
+    broker: &CredentialBroker,
+    integration: &IntegrationConfig,
+    asked: Duration,
+) -> Result<(aws_credential_types::Credentials, Duration, Option<String>), SandboxError> {
+    let name = &integration.name;
+    match broker
+        .credentials_valid_for(name, asked + START_MARGIN)
+        .await
+    {
+        Ok(credentials) => Ok((credentials, asked, None)),
+        Err(CredentialError::ExpiresTooSoon { remaining, .. })
+            if remaining > START_MARGIN + MIN_USEFUL_LIFETIME + Duration::from_secs(1) =>
+        {
+            let shortened = remaining - START_MARGIN - Duration::from_secs(1);
+            let shortened = Duration::from_secs(shortened.as_secs());
+            let credentials = broker
+                .credentials_valid_for(name, shortened + START_MARGIN)
+                .await?;
+            let note = format!(
+                "the integration's credentials expire in {}s and fresher ones are not available yet, \
+                 so the deadline was shortened from {} to {}: a sandbox never outlives its credentials",
+                remaining.as_secs(),
+                humantime::format_duration(asked),
+                humantime::format_duration(shortened)
+            );
+            tracing::warn!(integration = %name, "{note}");
+            Ok((credentials, shortened, Some(note)))
+        }
+        Err(err) => Err(err.into()),
+    }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use autoheal::config::{Config, IntegrationConfig};
 use autoheal::credentials::clock::SystemClock;
 use autoheal::credentials::{CredentialBroker, InstanceRole, RefreshPolicy};
+use autoheal::lifecycle::LiveConfig;
 use autoheal::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxManager};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
@@ -136,7 +137,8 @@ impl TestBed {
         let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
         let broker = self.broker(&config.integrations, policy).await;
         let backend = DockerBackend::connect(DEFAULT_OUTPUT_CAP).expect("docker");
-        Arc::new(SandboxManager::new(backend, Arc::new(broker), config))
+        let live = LiveConfig::new(config.clone(), Arc::new(broker));
+        Arc::new(SandboxManager::new(backend, Arc::new(live)))
     }
 
     /// The IMDS emulator's state and counters.
