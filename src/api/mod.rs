@@ -66,7 +66,11 @@ pub async fn serve(
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(handle(&state, request).await) }
                 });
-                let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                // half_close: a client that shuts its sending side after the request (nc,
+                // the compose healthcheck) still gets its answer.
+                let connection = http1::Builder::new()
+                    .half_close(true)
+                    .serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(err) = watched.await {
