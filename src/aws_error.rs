@@ -7,6 +7,86 @@
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+/// Error codes AWS services use for "your policy does not allow this".
+pub const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedAccess",
+    "AuthorizationError",
+    "NotAuthorized",
+];
+
+/// Error codes that mean the credentials themselves are bad, not the policy.
+pub const BAD_CREDENTIAL_CODES: &[&str] = &[
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "InvalidAccessKeyId",
+];
+
+/// What kind of failure an AWS call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// A policy, boundary or SCP refused the action.
+    Denied,
+    /// The credentials are expired, unknown or badly signed.
+    BadCredentials,
+    /// No answer: network, DNS, timeout.
+    Unreachable,
+    /// AWS answered with some other error.
+    Other,
+}
+
+/// An AWS call's failure, read for people: its class, code and one-line message.
+#[derive(Debug, Clone)]
+pub struct AwsFailure {
+    pub class: FailureClass,
+    pub code: Option<String>,
+    /// `Code: message` when AWS said so, else the SDK's description.
+    pub message: String,
+}
+
+/// Reads an SDK error: the code and message (also from XML bodies) and what kind it is.
+pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> AwsFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (code, text) = code_and_message(err);
+    let message = match (&code, text) {
+        (Some(code), Some(text)) => format!("{code}: {text}"),
+        (Some(code), None) => code.clone(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    let class = if code.as_deref().is_some_and(|c| DENIED_CODES.contains(&c))
+        // Some emulators and proxies answer a bare 403 the SDK cannot parse.
+        || (code.is_none() && http_status(err) == Some(403))
+    {
+        FailureClass::Denied
+    } else if code
+        .as_deref()
+        .is_some_and(|c| BAD_CREDENTIAL_CODES.contains(&c))
+    {
+        FailureClass::BadCredentials
+    } else if matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+    ) {
+        FailureClass::Unreachable
+    } else {
+        FailureClass::Other
+    };
+    AwsFailure {
+        class,
+        code,
+        message,
+    }
+}
 
 /// The error's code and message, from the SDK's metadata or else from an XML body.
 pub fn code_and_message<E: ProvideErrorMetadata>(

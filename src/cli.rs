@@ -94,11 +94,12 @@ pub struct ToolArgs {
     /// Arguments as a JSON object.
     #[arg(long, value_name = "JSON", default_value = "{}")]
     pub args: String,
-    /// AWS region [default: from the environment, else us-east-1].
+    /// AWS region [default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    /// Output format [default: text on a terminal, else json].
+    #[arg(long, value_enum)]
+    pub output: Option<Output>,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +107,24 @@ pub struct PolicyArgs {
     /// Which document to print.
     #[arg(value_enum, default_value = "permissions")]
     pub document: PolicyDocument,
+    /// permissions: only the actions of these capabilities (repeatable) [default: all].
+    #[arg(long, value_enum, value_name = "CAPABILITY")]
+    pub capability: Vec<crate::tools::Capability>,
+    /// trust-oidc: the account that holds the OIDC provider and the role.
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
+    /// trust-oidc: the issuer URL [default: oidc.issuer of the config].
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// trust-oidc: the audience [default: {oidc.tenant_slug}-oidc-service of the config].
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+    /// trust-cross-account: the role autoheal runs as (the instance role) in the source account.
+    #[arg(long, value_name = "ARN")]
+    pub source_role: Option<String>,
+    /// trust-cross-account: the external ID the target role requires.
+    #[arg(long, value_name = "ID")]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,3 +16,4 @@ pub mod lifecycle;
 pub mod logging;
 pub mod sandbox;
 pub mod stdout;
+pub mod tools;

@@ -8,10 +8,9 @@ use aws_config::SdkConfig;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
-use crate::aws_error::{code_and_message, http_status};
+use crate::aws_error::{FailureClass, describe};
 use crate::config::IntegrationConfig;
 
 /// What a probe found.
@@ -37,27 +36,6 @@ pub struct CapabilityReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
-
-/// Error codes AWS services use for "your policy does not allow this".
-const DENIED_CODES: &[&str] = &[
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "UnauthorizedAccess",
-    "AuthorizationError",
-    "NotAuthorized",
-];
-
-/// Error codes that mean the credentials themselves are bad, not the policy.
-const BAD_CREDENTIAL_CODES: &[&str] = &[
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "SignatureDoesNotMatch",
-    "AuthFailure",
-    "InvalidAccessKeyId",
-];
 
 /// Turns a probe's result into its report.
 fn report<T, E>(
@@ -89,67 +67,52 @@ where
             }
         }
         Err(err) => {
-            let (code, aws_message) = code_and_message(&err);
-            let http = http_status(&err);
-            let message = match (&code, aws_message) {
-                (Some(code), Some(text)) => format!("{code}: {text}"),
-                (Some(code), None) => code.clone(),
-                _ => DisplayErrorContext(&err).to_string(),
-            };
+            let failure = describe(&err);
             let role = integration
                 .role_arn
                 .as_ref()
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "the instance role".into());
-            let denied = code.as_deref().is_some_and(|c| DENIED_CODES.contains(&c))
-                // Some emulators and proxies answer a bare 403 the SDK cannot parse.
-                || (code.is_none() && http == Some(403));
-            if denied {
-                CapabilityReport {
-                    capability,
-                    status: Status::Denied,
-                    action,
-                    detail: format!("{} ({action})", code.unwrap_or_else(|| "HTTP 403".into())),
-                    hint: Some(format!(
+            let (status, detail, hint) = match failure.class {
+                FailureClass::Denied => (
+                    Status::Denied,
+                    format!(
+                        "{} ({action})",
+                        failure.code.unwrap_or_else(|| "HTTP 403".into())
+                    ),
+                    format!(
                         "{role} may not call {action}: its permissions policy, a permissions boundary \
                          or an SCP denies it. Attach the policy `autoheal policy permissions` prints."
-                    )),
-                }
-            } else if code
-                .as_deref()
-                .is_some_and(|c| BAD_CREDENTIAL_CODES.contains(&c))
-            {
-                CapabilityReport {
-                    capability,
-                    status: Status::Error,
-                    action,
-                    detail: message,
-                    hint: Some(
-                        "AWS rejected the credentials themselves (expired, unknown or badly signed): \
-                         check the host's clock (NTP) and the integration's endpoint_url"
-                            .into(),
                     ),
-                }
-            } else {
-                let unreachable = matches!(
-                    err,
-                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-                );
-                CapabilityReport {
-                    capability,
-                    status: Status::Error,
-                    action,
-                    detail: message,
-                    hint: Some(if unreachable {
-                        format!(
-                            "the {capability} endpoint for {region} did not answer: check the host's \
-                             outbound HTTPS (security group, NAT, VPC endpoints, proxy)"
-                        )
-                    } else {
-                        "the call failed for a reason other than permissions; the detail has AWS's answer"
-                            .into()
-                    }),
-                }
+                ),
+                FailureClass::BadCredentials => (
+                    Status::Error,
+                    failure.message,
+                    "AWS rejected the credentials themselves (expired, unknown or badly signed): \
+                     check the host's clock (NTP) and the integration's endpoint_url"
+                        .into(),
+                ),
+                FailureClass::Unreachable => (
+                    Status::Error,
+                    failure.message,
+                    format!(
+                        "the {capability} endpoint for {region} did not answer: check the host's \
+                         outbound HTTPS (security group, NAT, VPC endpoints, proxy)"
+                    ),
+                ),
+                FailureClass::Other => (
+                    Status::Error,
+                    failure.message,
+                    "the call failed for a reason other than permissions; the detail has AWS's answer"
+                        .into(),
+                ),
+            };
+            CapabilityReport {
+                capability,
+                status,
+                action,
+                detail,
+                hint: Some(hint),
             }
         }
     }

@@ -2,8 +2,12 @@
 
 mod check;
 mod config_check;
+mod mcp;
+mod policy;
 mod sandbox_run;
 mod serve;
+mod tool;
+mod tools;
 
 use crate::cli::{Cli, Command, ConfigCommand, SandboxCommand};
 use crate::config::{self, Config};
@@ -16,10 +20,16 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Config(ConfigCommand::Check(args)) => config_check::run(&cli, args.output),
         Command::Serve => serve::run(&cli).await,
         Command::Check(args) => check::run(&cli, args).await,
-        Command::Tools(_) => not_built(&cli, "tools"),
-        Command::Tool(_) => not_built(&cli, "tool"),
-        Command::Mcp => not_built(&cli, "mcp"),
-        Command::Policy(_) => not_built(&cli, "policy"),
+        Command::Tools(args) => tools::run(args),
+        Command::Tool(args) => {
+            quiet_logging(&cli);
+            tool::run(args).await
+        }
+        Command::Mcp => {
+            quiet_logging(&cli);
+            mcp::run().await
+        }
+        Command::Policy(args) => policy::run(&cli, args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run::run(&cli, args).await,
         Command::Oidc(_) => not_built(&cli, "oidc"),
     }
@@ -41,6 +51,11 @@ pub fn load_config_and_log(cli: &Cli) -> Result<Config, Exit> {
             Err(Exit::Config)
         }
     }
+}
+
+/// The tools log only warnings (to stderr): their answer is what matters.
+fn quiet_logging(cli: &Cli) {
+    logging::init(cli.log_format.unwrap_or(config::LogFormat::Text), "warn");
 }
 
 /// Commands whose part is not built yet say so plainly (exit 69) instead of pretending.

@@ -1,0 +1,57 @@
+//! `autoheal tool NAME --args JSON`: runs one tool with the ambient AWS credentials (in a
+//! sandbox, the ones the daemon injected). Text on a terminal, JSON otherwise or with
+//! `--output json`. Exit 65 on bad arguments or an unknown name, 77 when AWS denies the
+//! call, 69 when AWS cannot be reached or fails.
+
+use std::io::IsTerminal;
+
+use serde_json::Value;
+
+use crate::cli::{Output, ToolArgs};
+use crate::exit_code::Exit;
+use crate::stdout::print_line;
+use crate::tools::{self, AwsContext, ToolError, render};
+
+pub async fn run(args: &ToolArgs) -> Exit {
+    let output = args.output.unwrap_or(if std::io::stdout().is_terminal() {
+        Output::Text
+    } else {
+        Output::Json
+    });
+    let result = match serde_json::from_str::<Value>(&args.args) {
+        Err(err) => Err(ToolError::bad("--args", format!("not JSON: {err}"))),
+        Ok(arguments) => match tools::find(&args.name) {
+            Err(err) => Err(err),
+            Ok(tool) => {
+                let ctx = AwsContext::from_environment(region(args.region.clone())).await;
+                tool.run(&ctx, arguments).await
+            }
+        },
+    };
+    match result {
+        Ok(answer) => {
+            match output {
+                Output::Json => print_line(answer),
+                Output::Text => print_line(render::text(&answer)),
+            }
+            Exit::Ok
+        }
+        Err(err) => {
+            match output {
+                Output::Json => print_line(err.to_json()),
+                Output::Text => eprintln!("autoheal tool {}: {err}", args.name),
+            }
+            err.exit()
+        }
+    }
+}
+
+/// `--region`, else the environment's, else us-east-1 — never a lookup in instance metadata
+/// (which a sandbox cannot reach, and which would cost a timeout).
+fn region(given: Option<String>) -> Option<String> {
+    given
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .filter(|r| !r.is_empty())
+        .or_else(|| Some("us-east-1".to_owned()))
+}
