@@ -289,15 +289,16 @@ async fn the_daemon_serves_its_api_end_to_end() {
             "POST",
             "/v1/sandboxes?wait=true",
             token,
-            Some(&json!({"integration": "us", "command": ["autoheal", "check", "--output", "json"], "timeout": "60s"}).to_string()),
+            Some(&json!({"integration": "us", "command": ["autoheal", "tool", "whoami", "--output", "json"], "timeout": "60s"}).to_string()),
         )
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["state"], "exited", "{done}");
     let inside: Value = serde_json::from_str(done["stdout"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        inside["integrations"][0]["identity"]["account"],
-        "123456789012"
+    assert_eq!(inside["account"], "123456789012", "{inside}");
+    assert!(
+        inside["arn"].as_str().unwrap().contains(":assumed-role/"),
+        "the instance role's session, not static keys: {inside}"
     );
     for key in [
         "id",

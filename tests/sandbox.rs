@@ -103,6 +103,19 @@ async fn each_sandbox_gets_its_integrations_identity_and_region() {
         assert_eq!(inside["region"], region, "{inside}");
         assert_eq!(inside["capabilities"][0]["status"], "allowed", "{inside}");
         assert!(done.credentials_expire_at > done.deadline, "{done:?}");
+
+        let started = manager
+            .create(request(
+                integration,
+                &["autoheal", "tool", "whoami", "--output", "json"],
+            ))
+            .await
+            .expect("sandbox starts");
+        let done = manager.wait(&started.id).await.unwrap();
+        let whoami: Value = serde_json::from_str(done.stdout.as_deref().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {done:?}"));
+        assert_eq!(whoami["account"], account, "{whoami}");
+        assert_eq!(whoami["region"], region, "{whoami}");
     }
 }
 
