@@ -540,21 +540,34 @@ impl Tool for ElasticacheMetrics {
                 }
                 Err(err) => return Err(ToolError::aws("elasticache:DescribeCacheClusters", err)),
             };
-            if !exists {
+            if exists {
+                vec![(args.cluster.clone(), String::new())]
+            } else {
+                // A replication group's member that DescribeCacheClusters did not return
+                // (some emulators list only standalone clusters) is still a node to read.
                 let (clusters, groups) =
                     tokio::try_join!(all_cache_clusters(ctx), all_replication_groups(ctx))?;
-                let names: Vec<&str> = groups
-                    .iter()
-                    .filter_map(|g| g.replication_group_id())
-                    .chain(clusters.iter().filter_map(|c| c.cache_cluster_id()))
-                    .collect();
-                return Err(ToolError::NotFound {
-                    kind: "ElastiCache cluster or replication group",
-                    name: args.cluster.clone(),
-                    closest: closest(&args.cluster, names),
+                let member = groups.iter().find_map(|g| {
+                    member_roles(g)
+                        .remove(&args.cluster)
+                        .map(|(role, _)| (args.cluster.clone(), role))
                 });
+                match member {
+                    Some(node) => vec![node],
+                    None => {
+                        let names: Vec<&str> = groups
+                            .iter()
+                            .filter_map(|g| g.replication_group_id())
+                            .chain(clusters.iter().filter_map(|c| c.cache_cluster_id()))
+                            .collect();
+                        return Err(ToolError::NotFound {
+                            kind: "ElastiCache cluster or replication group",
+                            name: args.cluster.clone(),
+                            closest: closest(&args.cluster, names),
+                        });
+                    }
+                }
             }
-            vec![(args.cluster.clone(), String::new())]
         } else {
             nodes
         };

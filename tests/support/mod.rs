@@ -199,6 +199,34 @@ impl TestBed {
         assert!(response.status().is_success());
     }
 
+    /// The AWS actions (IAM names, `logs:FilterLogEvents`) received since the last clear.
+    pub async fn calls(&self) -> Vec<String> {
+        let doc: Value = self
+            .http
+            .get(format!("{}/_testbed/calls", self.endpoint))
+            .send()
+            .await
+            .expect("control route answers")
+            .json()
+            .await
+            .expect("JSON answer");
+        doc["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .map(|c| c.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Forgets the recorded calls.
+    pub async fn clear_calls(&self) {
+        self.http
+            .delete(format!("{}/_testbed/calls", self.endpoint))
+            .send()
+            .await
+            .expect("control route answers");
+    }
+
     /// The instance role's secret key and session token, read straight from IMDS: the
     /// canaries that must never show up in a log, an answer or a label.
     pub async fn instance_secrets(&self) -> (String, String) {

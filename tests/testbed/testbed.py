@@ -14,6 +14,7 @@ RPC v2 CBOR is translated). Test-only control routes live on the same port:
   GET  /_testbed/health           -> 200
   GET  /_testbed/imds             -> the IMDS emulator's mode and counters
   POST /_testbed/imds {..}        -> switch mode/delay/tokens/ttl, rotate, reset counters
+  GET/DELETE /_testbed/calls      -> the AWS actions received so far (IAM names) / clear them
   POST /_testbed/role {..}        -> create or update an IAM role: {"account", "name",
                                      "trust": {policy}, "policy": {inline policy}} (in-process,
                                      so it works while moto enforces permissions)
@@ -48,6 +49,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from cbor_front import CborFront  # noqa: E402
 from imds import ImdsEmulator, ImdsState, MintedCredentials  # noqa: E402
+from recorder import CallRecorder  # noqa: E402
 
 
 def mint_instance_credentials(state: ImdsState) -> MintedCredentials:
@@ -161,7 +163,7 @@ def main() -> int:
     imds.start()
 
     moto = DomainDispatcherApplication(create_backend_app)
-    app = CborFront(moto, extra_routes={"/_testbed/": control_app(imds)})
+    app = CallRecorder(CborFront(moto, extra_routes={"/_testbed/": control_app(imds)}))
     server = make_server(args.host, args.port, app, threaded=True,
                          request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
