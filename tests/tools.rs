@@ -658,3 +658,77 @@ async fn access_denied_names_the_action_and_exits_77() {
         "{answer}"
     );
 }
+
+/// The build has no code path that could change AWS: every SDK operation called under
+/// `src/tools/` and `src/check/` (the first method on a service client) is a read.
+#[test]
+fn no_tool_source_calls_a_mutating_operation() {
+    let client = regex_lite_free::client_calls;
+    let mut operations = BTreeSet::new();
+    for dir in ["src/tools", "src/check"] {
+        for entry in std::fs::read_dir(support::repo_root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for op in client(&text) {
+                operations.insert((op, path.display().to_string()));
+            }
+        }
+    }
+    assert!(
+        operations.len() >= 25,
+        "the scan finds the calls: {operations:?}"
+    );
+    let reads = ["filter_log_events", "start_query", "get_query_results"];
+    for (op, file) in &operations {
+        assert!(
+            ["describe_", "list_", "get_"]
+                .iter()
+                .any(|p| op.starts_with(p))
+                || reads.contains(&op.as_str()),
+            "{file} calls {op}, which is not a read"
+        );
+    }
+}
+
+/// Finding `client.operation(` in Rust source without a regex crate.
+mod regex_lite_free {
+    const CLIENTS: [&str; 7] = [
+        "sts",
+        "logs",
+        "cloudwatch",
+        "ec2",
+        "ecs",
+        "eks",
+        "elasticache",
+    ];
+
+    /// The operations called on service clients: `ctx.logs().filter_log_events(` and
+    /// `ec2.describe_vpcs(` (a client kept in a variable), whitespace ignored.
+    pub fn client_calls(source: &str) -> Vec<String> {
+        let flat: String = source.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut found = Vec::new();
+        for client in CLIENTS {
+            for pattern in [format!(".{client}()."), format!("{client}.")] {
+                let mut rest = flat.as_str();
+                while let Some(at) = rest.find(&pattern) {
+                    let before = rest[..at].chars().last();
+                    rest = &rest[at + pattern.len()..];
+                    // `x.ec2.` or `fooec2.` are not the client variable.
+                    if !pattern.starts_with('.')
+                        && before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                    {
+                        continue;
+                    }
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                        .collect();
+                    if rest[name.len()..].starts_with('(') && !name.is_empty() {
+                        found.push(name);
+                    }
+                }
+            }
+        }
+        found
+    }
+}

@@ -155,3 +155,76 @@ pub fn find(name: &str) -> Result<ToolEntry, ToolError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_declared_action_is_a_read() {
+        for tool in catalogue() {
+            assert!(
+                !tool.iam_actions.is_empty(),
+                "{} declares no action",
+                tool.name
+            );
+            for action in tool.iam_actions {
+                let (service, verb) = action.split_once(':').expect("service:Action");
+                assert!(
+                    [
+                        "logs",
+                        "cloudwatch",
+                        "ec2",
+                        "ecs",
+                        "eks",
+                        "elasticache",
+                        "sts"
+                    ]
+                    .contains(&service),
+                    "{action}"
+                );
+                assert!(
+                    READ_ONLY_ACTION_PREFIXES
+                        .iter()
+                        .any(|p| verb.starts_with(p))
+                        || OTHER_READ_ACTIONS.contains(&verb),
+                    "{} declares {action}, which is not a read",
+                    tool.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_fit_llm_tool_apis() {
+        let names: Vec<&str> = catalogue().iter().map(|t| t.name).collect();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len());
+        for name in names {
+            assert!(
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_schema_is_a_closed_object() {
+        for tool in catalogue() {
+            let schema = tool.input_schema();
+            assert_eq!(schema["type"], "object", "{}", tool.name);
+            assert_eq!(schema["additionalProperties"], false, "{}", tool.name);
+            assert!(
+                tool.description.len() > 60,
+                "{} needs a real description",
+                tool.name
+            );
+        }
+    }
+}
