@@ -89,6 +89,9 @@ impl Drop for McpClient {
     }
 }
 
+/// A tool, its arguments, and a fact its answer must hold.
+type Question = (&'static str, Value, fn(&Value) -> bool);
+
 #[test]
 fn the_mcp_server_lists_every_tool_and_answers_the_eight_questions() {
     let bed = TestBed::start_seeded();
@@ -104,7 +107,7 @@ fn the_mcp_server_lists_every_tool_and_answers_the_eight_questions() {
         assert!(tool["description"].as_str().unwrap().len() > 60);
     }
 
-    let questions: [(&str, Value, fn(&Value) -> bool); 8] = [
+    let questions: [Question; 8] = [
         (
             "logs_search",
             json!({"log_groups": ["/ecs/payment-service"], "pattern": "ERROR", "since": "1h"}),
