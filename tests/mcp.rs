@@ -125,7 +125,7 @@ fn the_mcp_server_lists_every_tool_and_answers_the_eight_questions() {
             a["services"][1]["desired"] == 4
         }),
         ("eks_nodegroups", json!({}), |a| {
-            a["nodegroups"][0]["max"] == 6
+            a["clusters"][0]["nodegroups"][0]["max"] == 6
         }),
         ("elasticache_clusters", json!({}), |a| a["count"] == 4),
         (

@@ -1,9 +1,13 @@
 //! The tools moto cannot serve, with the SDK's own replay HTTP client: canned AWS answers
 //! in, the tool's request and its shaped answer checked.
 //!
-//! moto gap (TESTING.md 5): ElastiCache `DescribeServerlessCaches` and `DescribeEvents`
-//! answer 500 with an HTML page, so `elasticache_serverless` and `elasticache_events` are
-//! covered here instead of against the test bed.
+//! moto gaps (TESTING.md 5) covered here instead of against the test bed:
+//! - ElastiCache `DescribeServerlessCaches` and `DescribeEvents` answer 500 with an HTML page
+//!   (`elasticache_serverless`, `elasticache_events`);
+//! - `UpdateService` never adds a deployment, so a rollout in flight (two deployments) never
+//!   shows (`ecs_services`);
+//! - Logs Insights ignores `filter` and `stats`, so aggregated rows never come back
+//!   (`logs_insights`).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -15,19 +19,28 @@ use serde_json::{Value, json};
 use autoheal::tools::{AwsContext, find};
 
 fn replay(answers: &[&str]) -> StaticReplayClient {
+    replay_from(
+        "https://elasticache.us-east-1.amazonaws.com/",
+        "text/xml",
+        answers,
+    )
+}
+
+/// A client that answers each request, in order, with the next of `answers`.
+fn replay_from(uri: &str, content_type: &str, answers: &[&str]) -> StaticReplayClient {
     StaticReplayClient::new(
         answers
             .iter()
-            .map(|xml| {
+            .map(|body| {
                 ReplayEvent::new(
                     http::Request::builder()
-                        .uri("https://elasticache.us-east-1.amazonaws.com/")
+                        .uri(uri)
                         .body(SdkBody::empty())
                         .unwrap(),
                     http::Response::builder()
                         .status(200)
-                        .header("content-type", "text/xml")
-                        .body(SdkBody::from(*xml))
+                        .header("content-type", content_type)
+                        .body(SdkBody::from(*body))
                         .unwrap(),
                 )
             })
@@ -198,4 +211,96 @@ async fn a_denied_serverless_call_names_the_action() {
         "elasticache:DescribeServerlessCaches"
     );
     assert_eq!(err.exit().code(), 77);
+}
+
+const ECS_SERVICES: &str = r#"{"services": [{
+  "serviceName": "payment-service", "status": "ACTIVE", "desiredCount": 4, "runningCount": 3,
+  "pendingCount": 1, "launchType": "FARGATE",
+  "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/payment-service:8",
+  "deployments": [
+    {"id": "ecs-svc/2", "status": "PRIMARY", "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/payment-service:8",
+     "desiredCount": 4, "runningCount": 1, "pendingCount": 1, "failedTasks": 3,
+     "rolloutState": "IN_PROGRESS", "rolloutStateReason": "ECS deployment ecs-svc/2 in progress.",
+     "createdAt": 1795600000.0, "updatedAt": 1795600300.0},
+    {"id": "ecs-svc/1", "status": "ACTIVE", "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/payment-service:7",
+     "desiredCount": 2, "runningCount": 2, "pendingCount": 0, "failedTasks": 0,
+     "rolloutState": "COMPLETED", "createdAt": 1795000000.0, "updatedAt": 1795000300.0}
+  ],
+  "events": [
+    {"id": "e1", "createdAt": 1795600100.0, "message": "(service payment-service) has started 1 tasks: (task 0abc)."},
+    {"id": "e2", "createdAt": 1795600200.0, "message": "(service payment-service) deployment ecs-svc/2 deployment failed: tasks failed to start."}
+  ]
+}], "failures": []}"#;
+
+#[tokio::test]
+async fn a_rollout_in_flight_lists_both_deployments_and_the_latest_events_first() {
+    let client = replay_from(
+        "https://ecs.us-east-1.amazonaws.com/",
+        "application/x-amz-json-1.1",
+        &[ECS_SERVICES],
+    );
+    let answer = find("ecs_services")
+        .unwrap()
+        .run(
+            &context(&client),
+            json!({"cluster": "main", "services": ["payment-service"]}),
+        )
+        .await
+        .unwrap();
+    let request = client.actual_requests().next().unwrap();
+    assert_eq!(
+        request.headers().get("x-amz-target"),
+        Some("AmazonEC2ContainerServiceV20141113.DescribeServices")
+    );
+    let service = &answer["services"][0];
+    assert_eq!(service["rollout_state"], "IN_PROGRESS", "{answer}");
+    let deployments = service["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 2, "{answer}");
+    assert_eq!(deployments[0]["task_definition"], "payment-service:8");
+    assert_eq!(deployments[0]["failed_tasks"], 3);
+    assert_eq!(deployments[1]["rollout_state"], "COMPLETED");
+    assert!(
+        service["events"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deployment failed"),
+        "newest event first: {answer}"
+    );
+}
+
+const START_QUERY: &str = r#"{"queryId": "q-1234"}"#;
+const RUNNING: &str = r#"{"status": "Running", "results": []}"#;
+const STATS: &str = r#"{"status": "Complete",
+  "statistics": {"recordsMatched": 41.0, "recordsScanned": 9000.0, "bytesScanned": 1200000.0},
+  "results": [
+    [{"field": "bin(5m)", "value": "2026-11-26 10:40:00.000"}, {"field": "errors", "value": "29"}],
+    [{"field": "bin(5m)", "value": "2026-11-26 10:35:00.000"}, {"field": "errors", "value": "12"}]
+  ]}"#;
+
+#[tokio::test]
+async fn logs_insights_waits_for_the_query_and_returns_aggregated_rows() {
+    let client = replay_from(
+        "https://logs.us-east-1.amazonaws.com/",
+        "application/x-amz-json-1.1",
+        &[START_QUERY, RUNNING, STATS],
+    );
+    let query = "filter @message like /ERROR/ | stats count(*) as errors by bin(5m)";
+    let answer = find("logs_insights")
+        .unwrap()
+        .run(
+            &context(&client),
+            json!({"log_groups": ["/ecs/payment-service"], "query": query, "since": "1h"}),
+        )
+        .await
+        .unwrap();
+    let requests: Vec<_> = client.actual_requests().collect();
+    assert_eq!(requests.len(), 3, "one start, polled until complete");
+    let start = String::from_utf8_lossy(requests[0].body().bytes().unwrap()).into_owned();
+    assert!(
+        start.contains("stats count(*) as errors by bin(5m)"),
+        "{start}"
+    );
+    assert_eq!(answer["status"], "Complete");
+    assert_eq!(answer["rows"][0]["errors"], "29", "{answer}");
+    assert_eq!(answer["records_matched"], 41.0);
 }

@@ -201,6 +201,9 @@ impl Tool for EcsServices {
                     .deployments()
                     .iter()
                     .find(|d| d.status() == Some("PRIMARY"));
+                // One deployment says nothing the service does not: only its rollout facts
+                // are kept; several (a rollout in flight) are listed.
+                let single = s.deployments().len() == 1;
                 let mut latest: Vec<_> = s.events().iter().collect();
                 latest.sort_by_key(|e| std::cmp::Reverse(e.created_at().map(|t| t.secs())));
                 services.push(json!({
@@ -212,7 +215,10 @@ impl Tool for EcsServices {
                     "rollout_state": primary.and_then(|d| d.rollout_state()).map(|r| r.as_str()),
                     "launch_type": s.launch_type().map(|l| l.as_str()),
                     "task_definition": task_definition(s.task_definition()),
-                    "deployments": deployments,
+                    "rollout_reason": single.then(|| primary.and_then(|d| d.rollout_state_reason())).flatten(),
+                    "failed_tasks": single.then(|| primary.map(|d| d.failed_tasks())).flatten().filter(|n| *n > 0),
+                    "deployed": single.then(|| primary.and_then(|d| optional_time(d.created_at()))).flatten(),
+                    "deployments": (!single).then_some(deployments),
                     "events": latest.iter().take(events).map(|e| json!({
                         "time": optional_time(e.created_at()),
                         "message": e.message(),

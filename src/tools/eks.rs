@@ -194,7 +194,6 @@ impl Tool for EksNodegroups {
                     "capacity_type": n.capacity_type().map(|c| c.as_str()),
                     "ami_type": n.ami_type().map(|a| a.as_str()),
                     "version": n.version(),
-                    "release_version": n.release_version(),
                     "labels": n.labels(),
                     "taints": n.taints().iter().map(|t| format!(
                         "{}={}:{}",
@@ -206,12 +205,27 @@ impl Tool for EksNodegroups {
                         "code": i.code().map(|c| c.as_str()),
                         "message": i.message(),
                     })).collect::<Vec<_>>()),
-                    "updated": optional_time(n.modified_at()),
                 }))
             }))
             .buffered(CONCURRENT)
             .try_collect()
             .await?;
-        Ok(json!({"clusters": clusters, "nodegroups": described}))
+        // Grouped by cluster, so the cluster is said once.
+        let grouped: Vec<Value> = clusters
+            .iter()
+            .map(|cluster| {
+                let groups: Vec<Value> = described
+                    .iter()
+                    .filter(|n| n["cluster"] == cluster.as_str())
+                    .map(|n| {
+                        let mut n = n.clone();
+                        n.as_object_mut().map(|o| o.remove("cluster"));
+                        n
+                    })
+                    .collect();
+                json!({"cluster": cluster, "nodegroups": groups})
+            })
+            .collect();
+        Ok(json!({"clusters": grouped}))
     }
 }

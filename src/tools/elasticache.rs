@@ -142,7 +142,6 @@ impl Tool for ElasticacheClusters {
                     "az": c.preferred_availability_zone(),
                     "replication_group": c.replication_group_id().map(str::to_owned).or_else(|| group_of.get(&id).cloned()),
                     "role": role,
-                    "created": optional_time(c.cache_cluster_create_time()),
                 }),
             );
         }
@@ -244,10 +243,8 @@ impl Tool for ElasticacheReplicationGroup {
                     "reader_endpoint": endpoint(ng.reader_endpoint()),
                     "members": ng.node_group_members().iter().map(|m| json!({
                         "cluster": m.cache_cluster_id(),
-                        "node": m.cache_node_id(),
                         "role": m.current_role(),
                         "az": m.preferred_availability_zone(),
-                        "endpoint": endpoint(m.read_endpoint()),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -278,11 +275,6 @@ impl Tool for ElasticacheReplicationGroup {
             "replicas": replicas,
             "configuration_endpoint": endpoint(g.configuration_endpoint()),
             "node_groups": node_groups,
-            "member_clusters": g.member_clusters(),
-            "encryption_in_transit": g.transit_encryption_enabled(),
-            "encryption_at_rest": g.at_rest_encryption_enabled(),
-            "auth_token_enabled": g.auth_token_enabled(),
-            "snapshot_retention_days": g.snapshot_retention_limit(),
             "pending_changes": g.pending_modified_values().map(|p| json!({
                 "primary_cluster": p.primary_cluster_id(),
                 "automatic_failover": p.automatic_failover_status().map(|a| a.as_str()),
@@ -586,7 +578,7 @@ impl Tool for ElasticacheMetrics {
                 stat: stat.clone(),
             })
             .collect();
-        let series = read_series(ctx, &specs, window, period).await?;
+        let read = read_series(ctx, &specs, window, period).await?;
         Ok(json!({
             "cluster": args.cluster,
             "kind": kind,
@@ -595,7 +587,8 @@ impl Tool for ElasticacheMetrics {
             "period_seconds": period,
             "since": super::answer::time(window.start),
             "until": super::answer::time(window.end),
-            "series": series,
+            "times": read.times,
+            "series": read.series,
         }))
     }
 }

@@ -227,21 +227,24 @@ impl Tool for LogsSearch {
             events.truncate(limit);
             more = true;
         }
-        let single = groups.len() == 1;
+        // A group or stream shared by every event is said once, not per event.
+        let one_group = groups.len() == 1;
+        let streams: BTreeSet<&str> = events.iter().map(|e| e.stream.as_str()).collect();
+        let one_stream = streams.len() == 1;
         let shown: Vec<Value> = events
             .iter()
             .map(|e| {
                 json!({
                     "time": millis_time(e.timestamp),
-                    "group": (!single).then_some(&e.group),
-                    "stream": e.stream,
+                    "group": (!one_group).then_some(&e.group),
+                    "stream": (!one_stream).then_some(&e.stream),
                     "message": e.message.trim_end(),
                 })
             })
             .collect();
         let mut answer = json!({
-            "log_groups": groups,
-            "pattern": pattern,
+            "log_group": one_group.then(|| &groups[0]),
+            "stream": one_stream.then(|| streams.first().copied()).flatten(),
             "since": super::answer::time(window.start),
             "until": super::answer::time(window.end),
             "events": shown,

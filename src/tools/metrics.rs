@@ -79,7 +79,7 @@ pub async fn read_series(
     specs: &[SeriesSpec],
     window: Window,
     period: i32,
-) -> Result<Vec<Value>, ToolError> {
+) -> Result<Series, ToolError> {
     let queries: Vec<MetricDataQuery> = specs
         .iter()
         .enumerate()
@@ -136,22 +136,49 @@ pub async fn read_series(
             break;
         }
     }
-    Ok(specs
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| {
+    let all: Vec<Vec<(SystemTime, f64)>> = (0..specs.len())
+        .map(|i| {
             let mut series = points.remove(&format!("q{i}")).unwrap_or_default();
             series.sort_by_key(|(at, _)| *at);
-            summarize(spec, &series)
+            series
         })
-        .collect())
+        .collect();
+    Ok(shape_series(specs, &all))
+}
+
+/// The series as an answer: when every series has the same timestamps they are given once
+/// (`times`) and each series carries only its `values`; otherwise each has `points`.
+fn shape_series(specs: &[SeriesSpec], all: &[Vec<(SystemTime, f64)>]) -> Series {
+    let times = |s: &Vec<(SystemTime, f64)>| s.iter().map(|(t, _)| *t).collect::<Vec<_>>();
+    let shared = all.windows(2).all(|w| times(&w[0]) == times(&w[1]));
+    let series = specs
+        .iter()
+        .zip(all)
+        .map(|(spec, points)| summarize(spec, points, !shared))
+        .collect();
+    Series {
+        times: if shared {
+            all.first()
+                .map(|s| s.iter().map(|(t, _)| time(*t)).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+        series,
+    }
+}
+
+/// Series read together: shared timestamps (when they are) and one entry per series.
+pub struct Series {
+    pub times: Vec<String>,
+    pub series: Vec<Value>,
 }
 
 fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn summarize(spec: &SeriesSpec, series: &[(SystemTime, f64)]) -> Value {
+fn summarize(spec: &SeriesSpec, series: &[(SystemTime, f64)], with_times: bool) -> Value {
     let values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
     let summary = (!values.is_empty()).then(|| {
         json!({
@@ -163,9 +190,9 @@ fn summarize(spec: &SeriesSpec, series: &[(SystemTime, f64)]) -> Value {
     });
     json!({
         "label": spec.label,
-        "dimensions": spec.dimensions,
         "summary": summary,
-        "points": series.iter().map(|(at, v)| json!([time(*at), round(*v)])).collect::<Vec<_>>(),
+        "points": with_times.then(|| series.iter().map(|(at, v)| json!([time(*at), round(*v)])).collect::<Vec<_>>()),
+        "values": (!with_times).then(|| values.iter().map(|v| round(*v)).collect::<Vec<_>>()),
         "note": values.is_empty().then_some("no datapoints in this window"),
     })
 }
@@ -287,15 +314,17 @@ impl Tool for MetricsQuery {
             dimensions: args.dimensions.unwrap_or_default(),
             stat,
         };
-        let mut series = read_series(ctx, std::slice::from_ref(&spec), window, period).await?;
+        let mut read = read_series(ctx, std::slice::from_ref(&spec), window, period).await?;
         Ok(json!({
             "namespace": args.namespace,
             "metric": spec.metric,
+            "dimensions": spec.dimensions,
             "stat": spec.stat,
             "period_seconds": period,
             "since": time(window.start),
             "until": time(window.end),
-            "series": series.pop(),
+            "times": read.times,
+            "series": read.series.pop(),
         }))
     }
 }
@@ -373,14 +402,13 @@ impl Tool for AlarmsList {
                         "metric": alarm.metric_name(),
                         "dimensions": dimensions,
                         "condition": alarm.comparison_operator().map(|op| format!(
-                            "{} {} {} over {}x{}s",
+                            "{} {} {} for {}x{}s",
                             alarm.statistic().map(|s| s.as_str()).or(alarm.extended_statistic()).unwrap_or("value"),
-                            op.as_str(),
+                            operator(op.as_str()),
                             alarm.threshold().unwrap_or_default(),
                             alarm.evaluation_periods().unwrap_or(1),
                             alarm.period().unwrap_or_default(),
                         )),
-                        "actions_enabled": alarm.actions_enabled(),
                     }),
                 ));
             }
@@ -410,6 +438,17 @@ impl Tool for AlarmsList {
         alarms.truncate(limit);
         let alarms: Vec<Value> = alarms.into_iter().map(|(_, a)| a).collect();
         Ok(json!({"count": alarms.len(), "alarms": alarms, "truncated": more}))
+    }
+}
+
+/// `GreaterThanThreshold` → `>`; operators without a symbol (anomaly bands) stay as named.
+fn operator(name: &str) -> &str {
+    match name {
+        "GreaterThanThreshold" => ">",
+        "GreaterThanOrEqualToThreshold" => ">=",
+        "LessThanThreshold" => "<",
+        "LessThanOrEqualToThreshold" => "<=",
+        other => other,
     }
 }
 
