@@ -144,3 +144,96 @@ fn a_missing_config_file_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+fn json_of(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON document")
+}
+
+#[test]
+fn policy_trust_oidc_names_the_provider_and_the_audience() {
+    let policy = json_of(&autoheal(&[
+        "policy",
+        "trust-oidc",
+        "--account",
+        "123456789012",
+        "--issuer",
+        "https://oidc.example.com/acme",
+        "--audience",
+        "acme-corp-oidc-service",
+    ]));
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Federated"],
+        "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/acme"
+    );
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["oidc.example.com/acme:aud"],
+        "acme-corp-oidc-service"
+    );
+    // The issuer must be exactly what tokens carry.
+    for bad in ["http://oidc.example.com", "https://oidc.example.com/"] {
+        let out = autoheal(&[
+            "policy",
+            "trust-oidc",
+            "--account",
+            "123456789012",
+            "--issuer",
+            bad,
+            "--audience",
+            "a",
+        ]);
+        assert_eq!(out.status.code(), Some(64), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--issuer"));
+    }
+}
+
+#[test]
+fn policy_trust_oidc_takes_issuer_and_audience_from_the_config() {
+    let config = write_config(
+        "oidc.toml",
+        "[oidc]\nissuer = \"https://app.autoheal.ai\"\ntenant_slug = \"acme-corp\"\n\n[[integration]]\nname = \"x\"\naccount_id = \"123456789012\"\nauth = \"environment\"\n",
+    );
+    let policy = json_of(&autoheal(&[
+        "policy",
+        "trust-oidc",
+        "--account",
+        "123456789012",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["StringEquals"]["app.autoheal.ai:aud"],
+        "acme-corp-oidc-service"
+    );
+}
+
+#[test]
+fn policy_trust_cross_account_trusts_the_source_role_with_the_external_id() {
+    let policy = json_of(&autoheal(&[
+        "policy",
+        "trust-cross-account",
+        "--source-role",
+        "arn:aws:iam::123456789012:role/AutohealInstanceRole",
+        "--external-id",
+        "acme-7f3a",
+    ]));
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:role/AutohealInstanceRole"
+    );
+    assert_eq!(statement["Action"], "sts:AssumeRole");
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["sts:ExternalId"],
+        "acme-7f3a"
+    );
+    let missing = autoheal(&["policy", "trust-cross-account"]);
+    assert_eq!(missing.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--source-role"));
+}
