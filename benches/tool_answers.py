@@ -9,7 +9,7 @@ Starts a seeded test bed, then for each question:
   counts the bytes of the CLI's compact JSON for them (`--output json`, no ResponseMetadata,
   no whitespace): the baseline an agent gets from shelling out to `aws`.
 Also measures our tool process: start-up time (median wall time of `autoheal tools` — no
-AWS call) and peak RSS over the questions (wait4's ru_maxrss).
+AWS call) and peak RSS over the questions (GNU time's %M; apt-get install time).
 
 Prints a table and the ratios the tools issue targets: questions 2-8 together at most 1/4 of
 the CLI's bytes, the log question at most 0.8, start-up under 50 ms, peak RSS under 30 MB.
@@ -57,10 +57,12 @@ def run_tool(binary: str, env: dict, name: str, args: dict):
 
 
 def peak_rss_kib(binary: str, env: dict, name: str, args: dict) -> int:
-    proc = subprocess.Popen([binary, "tool", name, "--args", json.dumps(args), "--output", "json"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss
+    """The tool process's peak RSS, measured by GNU time: ru_maxrss of a child forked from
+    this Python process would count the pages it shared with Python before exec."""
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "tool", name, "--args",
+                           json.dumps(args), "--output", "json"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=True)
+    return int(done.stderr.decode().strip().splitlines()[-1])
 
 
 def main() -> int:

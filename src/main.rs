@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use autoheal::cli::Cli;
+use autoheal::cli::{Cli, Command};
 use autoheal::commands;
 use autoheal::exit_code::Exit;
 
@@ -20,10 +20,14 @@ fn main() -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon serves many clients at once; every other command is one short task, for
+    // which one thread starts faster and holds less memory (the tools run per question).
+    let mut builder = if matches!(cli.command, Command::Serve) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("autoheal: cannot start the async runtime: {err}");
