@@ -382,8 +382,7 @@ impl Tool for ElasticacheEvents {
         )?;
         let limit = match args.limit {
             None => 50,
-            Some(n) if (20..=100).contains(&n) => n as i32,
-            Some(n) if (1..20).contains(&n) => n as i32,
+            Some(n) if (1..=100).contains(&n) => n as i32,
             Some(_) => return Err(ToolError::bad("limit", "must be 1 to 100")),
         };
         let source_type = match args.source_type.as_deref() {
