@@ -161,8 +161,13 @@ pub struct SandboxRunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum OidcCommand {
-    /// Create a signing key in oidc.key_dir (mode 0600).
-    Keygen,
+    /// Create a signing key in oidc.key_dir (mode 0600); it signs after being published
+    /// for 10 minutes, and the old key stays published until its last token expired.
+    Keygen {
+        /// Signature algorithm.
+        #[arg(long, value_enum, default_value = "rs256")]
+        alg: crate::oidc::KeyAlgorithm,
+    },
     /// Write the discovery document and JWKS as static files for a public HTTPS host.
     Publish {
         /// Directory to write `.well-known/` into.

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod exit_code;
 pub mod lifecycle;
 pub mod logging;
+pub mod oidc;
 pub mod sandbox;
 pub mod stdout;
 pub mod tools;

@@ -6,6 +6,7 @@
 
 mod health;
 mod integrations;
+mod oidc;
 mod response;
 mod sandboxes;
 pub mod token;
@@ -113,6 +114,8 @@ async fn route(
         (&Method::GET, ["healthz"]) => return Ok(health::healthz()),
         (&Method::GET, ["readyz"]) => return Ok(health::readyz(state).await),
         (&Method::GET, ["metrics"]) => return Ok(health::metrics(state)),
+        (&Method::GET, [".well-known", "openid-configuration"]) => return oidc::discovery(state),
+        (&Method::GET, [".well-known", "jwks.json"]) => return oidc::jwks(state),
         _ => {}
     }
     if segments.first() != Some(&"v1") {

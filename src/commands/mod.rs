@@ -3,6 +3,7 @@
 mod check;
 mod config_check;
 mod mcp;
+mod oidc;
 mod policy;
 mod sandbox_run;
 mod serve;
@@ -31,7 +32,7 @@ pub async fn run(cli: Cli) -> Exit {
         }
         Command::Policy(args) => policy::run(&cli, args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run::run(&cli, args).await,
-        Command::Oidc(_) => not_built(&cli, "oidc"),
+        Command::Oidc(command) => oidc::run(&cli, command),
     }
 }
 
@@ -56,11 +57,4 @@ pub fn load_config_and_log(cli: &Cli) -> Result<Config, Exit> {
 /// The tools log only warnings (to stderr): their answer is what matters.
 fn quiet_logging(cli: &Cli) {
     logging::init(cli.log_format.unwrap_or(config::LogFormat::Text), "warn");
-}
-
-/// Commands whose part is not built yet say so plainly (exit 69) instead of pretending.
-fn not_built(cli: &Cli, name: &str) -> Exit {
-    logging::init(cli.log_format.unwrap_or(config::LogFormat::Text), "info");
-    eprintln!("autoheal {name}: not built yet in this version");
-    Exit::Unavailable
 }

@@ -42,6 +42,12 @@ pub async fn run(cli: &Cli) -> Exit {
             return Exit::Unavailable;
         }
     };
+    // The issuer's first key is created here, so the broker and the API find one.
+    if let Some(oidc) = &config.oidc
+        && let Err(err) = crate::oidc::Issuer::load_or_create(oidc)
+    {
+        tracing::error!("OIDC issuer: {err}");
+    }
     let broker = Arc::new(CredentialBroker::from_config(&config).await);
     broker.prime().await;
     broker.start_background_refresh();

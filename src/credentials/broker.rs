@@ -12,12 +12,15 @@ use super::cache::{CredentialCache, CredentialState};
 use super::clock::{Clock, SystemClock};
 use super::error::CredentialError;
 use super::schedule::RefreshPolicy;
-use super::source::{InstanceRole, provider_for};
-use crate::config::{Config, IntegrationConfig};
+use super::source::{InstanceRole, IssuerState, provider_for};
+use crate::config::{AuthMethod, Config, IntegrationConfig};
+use crate::oidc::{Issuer, SharedIssuer};
 
 #[derive(Debug)]
 pub struct CredentialBroker {
     caches: BTreeMap<String, Arc<CredentialCache>>,
+    /// The daemon's OIDC issuer, for `auth = "oidc"` and the documents the API serves.
+    issuer: IssuerState,
     refreshers: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -29,6 +32,7 @@ impl CredentialBroker {
         Self::new(
             &config.integrations,
             &InstanceRole::new(),
+            load_issuer(config),
             Arc::new(SystemClock),
             policy,
         )
@@ -38,12 +42,13 @@ impl CredentialBroker {
     pub async fn new(
         integrations: &[IntegrationConfig],
         instance_role: &InstanceRole,
+        issuer: IssuerState,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
         let mut caches = Vec::new();
         for integration in integrations {
-            let provider = provider_for(integration, instance_role).await;
+            let provider = provider_for(integration, instance_role, &issuer).await;
             caches.push(CredentialCache::new(
                 integration.clone(),
                 provider,
@@ -51,7 +56,9 @@ impl CredentialBroker {
                 policy.clone(),
             ));
         }
-        Self::with_caches(caches)
+        let mut broker = Self::with_caches(caches);
+        broker.issuer = issuer;
+        broker
     }
 
     /// A broker over caches built by the caller (tests inject their own sources this way).
@@ -62,7 +69,13 @@ impl CredentialBroker {
                 .map(|c| (c.integration().name.clone(), Arc::new(c)))
                 .collect(),
             refreshers: Mutex::new(Vec::new()),
+            issuer: None,
         }
+    }
+
+    /// The OIDC issuer, when one is configured and its keys loaded.
+    pub fn issuer(&self) -> Option<&SharedIssuer> {
+        self.issuer.as_ref().and_then(|i| i.as_ref().ok())
     }
 
     /// The broker for a reloaded `config`: integrations whose settings did not change keep
@@ -71,19 +84,23 @@ impl CredentialBroker {
     pub async fn successor(&self, config: &Config) -> (Self, Vec<String>) {
         let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
         let instance_role = InstanceRole::new();
+        // The issuer is read again: new keys (`oidc keygen`) or a changed [oidc] section.
+        let issuer = load_issuer(config);
+        let issuer_changed = !same_issuer(&self.issuer, &issuer);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut caches = BTreeMap::new();
         let mut fresh = Vec::new();
         for integration in &config.integrations {
-            let kept = self
-                .caches
-                .get(&integration.name)
-                .filter(|cache| cache.integration() == integration && *cache.policy() == policy);
+            let kept = self.caches.get(&integration.name).filter(|cache| {
+                cache.integration() == integration
+                    && *cache.policy() == policy
+                    && !(issuer_changed && integration.auth == AuthMethod::Oidc)
+            });
             let cache = match kept {
                 Some(cache) => cache.clone(),
                 None => {
                     fresh.push(integration.name.clone());
-                    let provider = provider_for(integration, &instance_role).await;
+                    let provider = provider_for(integration, &instance_role, &issuer).await;
                     Arc::new(CredentialCache::new(
                         integration.clone(),
                         provider,
@@ -97,6 +114,7 @@ impl CredentialBroker {
         let broker = Self {
             caches,
             refreshers: Mutex::new(Vec::new()),
+            issuer,
         };
         (broker, fresh)
     }
@@ -165,4 +183,44 @@ impl Drop for CredentialBroker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The issuer of `config`'s [oidc] section with the keys on disk (none is created here).
+fn load_issuer(config: &Config) -> IssuerState {
+    config.oidc.as_ref().map(|oidc| {
+        Issuer::load(oidc)
+            .map_err(|e| e.to_string())
+            .and_then(|issuer| {
+                if issuer.keys.is_empty() {
+                    Err(crate::oidc::OidcError::NoKey {
+                        dir: oidc.key_dir.clone(),
+                    }
+                    .to_string())
+                } else {
+                    Ok(Arc::new(issuer))
+                }
+            })
+    })
+}
+
+/// Whether two issuer states sign alike (same URL, audience and key IDs).
+fn same_issuer(a: &IssuerState, b: &IssuerState) -> bool {
+    let view = |s: &IssuerState| {
+        s.as_ref().map(|r| {
+            r.as_ref()
+                .map(|i| {
+                    (
+                        i.url.clone(),
+                        i.audience.clone(),
+                        i.keys
+                            .all()
+                            .iter()
+                            .map(|k| k.kid.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .map_err(Clone::clone)
+        })
+    };
+    view(a) == view(b)
 }

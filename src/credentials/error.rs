@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_config::imds::client::error::ImdsError;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -36,8 +37,14 @@ pub enum FailureKind {
     Timeout,
     /// The default chain (auth = "environment") found no credentials.
     NoCredentials,
-    /// The credential source is not built in this version.
-    NotBuilt,
+    /// OIDC: no usable issuer (no [oidc] section, no signing key, an unreadable key).
+    OidcIssuerUnusable,
+    /// OIDC: STS rejected the token (`InvalidIdentityToken`).
+    OidcTokenRejected,
+    /// OIDC: STS refused `AssumeRoleWithWebIdentity` (`AccessDenied`: the trust policy).
+    OidcDenied,
+    /// OIDC: STS could not fetch the issuer's keys (`IDPCommunicationError`).
+    OidcProviderUnreachable,
     /// Anything else; the message says what.
     Other,
 }
@@ -52,7 +59,10 @@ impl FailureKind {
             Self::StsError => "sts_error",
             Self::Timeout => "timeout",
             Self::NoCredentials => "no_credentials",
-            Self::NotBuilt => "not_built",
+            Self::OidcIssuerUnusable => "oidc_issuer_unusable",
+            Self::OidcTokenRejected => "oidc_token_rejected",
+            Self::OidcDenied => "oidc_denied",
+            Self::OidcProviderUnreachable => "oidc_provider_unreachable",
             Self::Other => "other",
         }
     }
@@ -154,8 +164,16 @@ pub fn classify(err: &CredentialsError, integration: &IntegrationConfig) -> Sour
         None => {
             let kind = classify_without_imds(err, &rendered, integration);
             let assume_role = find_in_chain::<SdkError<AssumeRoleError, HttpResponse>>(err);
+            let web_identity =
+                find_in_chain::<SdkError<AssumeRoleWithWebIdentityError, HttpResponse>>(err);
             let message = if kind == FailureKind::NoRoleAttached {
                 "IMDS answered HTTP 404 for the instance's IAM role: none is attached".to_owned()
+            } else if let Some((code, text)) = web_identity.map(code_and_message) {
+                format!(
+                    "sts:AssumeRoleWithWebIdentity failed: {}{}",
+                    code.unwrap_or_else(|| rendered.clone()),
+                    text.map(|t| format!(": {t}")).unwrap_or_default()
+                )
             } else {
                 match assume_role.map(code_and_message) {
                     Some((Some(code), Some(text))) => {
@@ -182,7 +200,18 @@ fn classify_without_imds(
 ) -> FailureKind {
     let lower = rendered.to_lowercase();
     if integration.auth == AuthMethod::Oidc {
-        return FailureKind::NotBuilt;
+        let code = find_in_chain::<SdkError<AssumeRoleWithWebIdentityError, HttpResponse>>(err)
+            .and_then(|e| code_and_message(e).0);
+        return match code.as_deref() {
+            Some("InvalidIdentityToken") => FailureKind::OidcTokenRejected,
+            Some("AccessDenied") => FailureKind::OidcDenied,
+            Some("IDPCommunicationError" | "IDPRejectedClaim") => {
+                FailureKind::OidcProviderUnreachable
+            }
+            Some(_) => FailureKind::StsError,
+            None if lower.contains("no usable oidc issuer") => FailureKind::OidcIssuerUnusable,
+            None => FailureKind::StsError,
+        };
     }
     if lower.contains("404 from imds") {
         return FailureKind::NoRoleAttached;
@@ -291,8 +320,25 @@ pub fn hint(kind: FailureKind, integration: &IntegrationConfig) -> String {
              Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or use \
              auth = \"instance_role\" on EC2."
             .into(),
-        FailureKind::NotBuilt => "auth = \"oidc\" (federation through AssumeRoleWithWebIdentity) is not built in \
-             this version; use auth = \"instance_role\" for now."
+        FailureKind::OidcIssuerUnusable => "the daemon cannot sign OIDC tokens: check the [oidc] section (issuer, \
+             tenant_slug, key_dir) and create a key with `autoheal oidc keygen` (serve creates \
+             one on first start); keys must be mode 0600."
+            .into(),
+        FailureKind::OidcTokenRejected => "STS rejected the token (InvalidIdentityToken). Check: (1) the IAM OIDC \
+             provider's URL is exactly oidc.issuer (https, no trailing slash); (2) STS can fetch \
+             <issuer>/.well-known/openid-configuration and jwks.json over public HTTPS — publish \
+             them with `autoheal oidc publish --out DIR` after every `oidc keygen`; (3) the \
+             host's clock is right (NTP). autoheal retried once with a fresh token."
+            .into(),
+        FailureKind::OidcDenied => format!(
+            "sts:AssumeRoleWithWebIdentity on {role} was denied: the role's trust policy must name \
+             the OIDC provider as Federated principal and require the audience \
+             ({{tenant_slug}}-oidc-service) in its :aud condition. `autoheal policy trust-oidc \
+             --account <id>` prints it; also check the role ARN."
+        ),
+        FailureKind::OidcProviderUnreachable => "STS could not reach the issuer to fetch its keys (IDPCommunicationError). \
+             The published documents must be on public HTTPS (S3 + CloudFront); autoheal retries \
+             with backoff meanwhile."
             .into(),
         FailureKind::Other => "see the message above; run `autoheal check` for a full diagnosis.".into(),
     }

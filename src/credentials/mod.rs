@@ -15,6 +15,7 @@ mod error;
 pub mod metrics;
 pub mod schedule;
 mod source;
+mod web_identity;
 
 pub use broker::CredentialBroker;
 pub use cache::{CredentialCache, CredentialState, rfc3339};

@@ -5,6 +5,8 @@
 //!   test bed's emulator);
 //! - `instance_role` + `role_arn`: `sts:AssumeRole` chained on the instance role
 //!   (`AssumeRoleProvider::build_from_provider`), with external ID, session name and length;
+//! - `oidc`: a token from the daemon's own issuer, exchanged with
+//!   `sts:AssumeRoleWithWebIdentity` (`web_identity.rs`);
 //! - `environment`: the SDK's default chain, for development.
 //!
 //! None of them caches: the lifetime-aware cache in front (`cache.rs`) decides when to call.
@@ -21,7 +23,9 @@ use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
 
+use super::web_identity::WebIdentity;
 use crate::config::{AuthMethod, IntegrationConfig};
+use crate::oidc::SharedIssuer;
 
 /// IMDS is link-local and answers in milliseconds; a second is plenty.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,6 +41,7 @@ const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 pub async fn provider_for(
     integration: &IntegrationConfig,
     instance_role: &InstanceRole,
+    issuer: &IssuerState,
 ) -> SharedCredentialsProvider {
     match integration.auth {
         AuthMethod::Environment => SharedCredentialsProvider::new(
@@ -62,7 +67,16 @@ pub async fn provider_for(
                 }
             }
         }
-        AuthMethod::Oidc => SharedCredentialsProvider::new(NotBuilt),
+        AuthMethod::Oidc => match issuer {
+            Some(Ok(issuer)) => {
+                let sts = aws_sdk_sts::Client::new(&sdk_config(integration, None).await);
+                SharedCredentialsProvider::new(WebIdentity::new(issuer.clone(), sts, integration))
+            }
+            Some(Err(reason)) => SharedCredentialsProvider::new(Unavailable(reason.clone())),
+            None => SharedCredentialsProvider::new(Unavailable(
+                "the configuration has no [oidc] section".into(),
+            )),
+        },
     }
 }
 
@@ -173,18 +187,22 @@ impl ProvideCredentials for InstanceRole {
     }
 }
 
-/// `auth = "oidc"` until OIDC federation lands: fails plainly instead of pretending.
-#[derive(Debug)]
-struct NotBuilt;
+/// The daemon's OIDC issuer as the broker sees it: none configured, or loaded, or why not.
+pub type IssuerState = Option<Result<SharedIssuer, String>>;
 
-impl ProvideCredentials for NotBuilt {
+/// `auth = "oidc"` without a usable issuer: fails with the reason, every time.
+#[derive(Debug)]
+struct Unavailable(String);
+
+impl ProvideCredentials for Unavailable {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
-        future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
-            "auth = \"oidc\" is not built in this version",
-        )))
+        future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(format!(
+            "no usable OIDC issuer: {}",
+            self.0
+        ))))
     }
 }
 

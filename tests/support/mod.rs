@@ -129,7 +129,7 @@ impl TestBed {
         policy: RefreshPolicy,
     ) -> CredentialBroker {
         let imds = InstanceRole::with_endpoint(&self.imds_endpoint).expect("IMDS endpoint");
-        CredentialBroker::new(integrations, &imds, Arc::new(SystemClock), policy).await
+        CredentialBroker::new(integrations, &imds, None, Arc::new(SystemClock), policy).await
     }
 
     /// A sandbox manager on the real Docker engine, its broker on this test bed.
