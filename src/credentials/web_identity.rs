@@ -94,3 +94,109 @@ impl ProvideCredentials for WebIdentity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+    use crate::config::load_from_str;
+    use crate::credentials::{FailureKind, classify};
+    use crate::oidc::{Issuer, KeyAlgorithm, KeyRing};
+
+    // moto gap (TESTING.md 3/4): moto accepts any web-identity token and answers 500 under
+    // enforcement, so STS's rejections are replayed here.
+    fn sts_error(code: &str, message: &str) -> ReplayEvent {
+        ReplayEvent::new(
+            http::Request::builder()
+                .uri("https://sts.us-east-1.amazonaws.com/")
+                .body(SdkBody::empty())
+                .unwrap(),
+            http::Response::builder()
+                .status(400)
+                .body(SdkBody::from(format!(
+                    "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
+                     <Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+                     <RequestId>r</RequestId></ErrorResponse>"
+                )))
+                .unwrap(),
+        )
+    }
+
+    fn source(events: Vec<ReplayEvent>) -> (WebIdentity, StaticReplayClient, IntegrationConfig) {
+        let dir = std::env::temp_dir().join(format!(
+            "autoheal-webid-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        KeyRing::generate(&dir, KeyAlgorithm::Es256, SystemTime::now()).unwrap();
+        let config = load_from_str(&format!(
+            "[oidc]\nissuer = \"https://oidc.example.com/acme\"\ntenant_slug = \"acme\"\nkey_dir = \"{}\"\n\n\
+             [[integration]]\nname = \"prod\"\naccount_id = \"210987654321\"\nauth = \"oidc\"\n\
+             role_arn = \"arn:aws:iam::210987654321:role/AutohealOidcRole\"\n",
+            dir.display()
+        ))
+        .unwrap();
+        let issuer = Arc::new(Issuer::load(config.oidc.as_ref().unwrap()).unwrap());
+        let http = StaticReplayClient::new(events);
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .http_client(http.clone())
+            .build();
+        let integration = config.integrations[0].clone();
+        let source = WebIdentity::new(issuer, aws_sdk_sts::Client::new(&sdk), &integration);
+        (source, http, integration)
+    }
+
+    #[tokio::test]
+    async fn an_invalid_token_is_retried_once_then_explained() {
+        let (source, http, integration) = source(vec![
+            sts_error(
+                "InvalidIdentityToken",
+                "Couldn't retrieve verification key from your identity provider",
+            ),
+            sts_error(
+                "InvalidIdentityToken",
+                "Couldn't retrieve verification key from your identity provider",
+            ),
+        ]);
+        let err = source.provide_credentials().await.unwrap_err();
+        assert_eq!(
+            http.actual_requests().count(),
+            2,
+            "one retry with a fresh token"
+        );
+        let tokens: Vec<String> = http
+            .actual_requests()
+            .map(|r| String::from_utf8_lossy(r.body().bytes().unwrap()).into_owned())
+            .collect();
+        assert!(tokens[0].contains("Action=AssumeRoleWithWebIdentity"));
+        assert_ne!(tokens[0], tokens[1], "each attempt carries a new token");
+        let failure = classify(&err, &integration);
+        assert_eq!(failure.kind, FailureKind::OidcTokenRejected, "{failure:?}");
+        assert!(
+            failure.message.contains("InvalidIdentityToken"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.hint.contains("oidc publish"), "{}", failure.hint);
+    }
+
+    #[tokio::test]
+    async fn a_denied_web_identity_points_at_the_trust_policy() {
+        let (source, http, integration) = source(vec![sts_error(
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        )]);
+        let err = source.provide_credentials().await.unwrap_err();
+        assert_eq!(http.actual_requests().count(), 1, "a denial is not retried");
+        let failure = classify(&err, &integration);
+        assert_eq!(failure.kind, FailureKind::OidcDenied);
+        assert!(failure.hint.contains("trust-oidc"), "{}", failure.hint);
+    }
+}
