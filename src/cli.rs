@@ -179,6 +179,9 @@ pub enum OidcCommand {
         /// Integration whose subject the token carries.
         #[arg(long, value_name = "NAME")]
         integration: String,
+        /// Narrow the subject to one sandbox (`integration:N:sandbox:ID`).
+        #[arg(long, value_name = "ID")]
+        sandbox: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },

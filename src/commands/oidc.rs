@@ -54,6 +54,7 @@ pub fn run(cli: &Cli, command: &OidcCommand) -> Exit {
         },
         OidcCommand::Token {
             integration,
+            sandbox,
             output,
         } => {
             if config.integration(integration).is_none() {
@@ -64,7 +65,7 @@ pub fn run(cli: &Cli, command: &OidcCommand) -> Exit {
                 Ok(issuer) => issuer,
                 Err(exit) => return exit,
             };
-            let subject = oidc::subject(integration, None);
+            let subject = oidc::subject(integration, sandbox.as_deref());
             match issuer.token(&subject, DEFAULT_TOKEN_LIFETIME, now) {
                 Ok(token) => {
                     match output.output {
