@@ -92,3 +92,84 @@ fn the_trust_policy_files_are_what_the_generator_prints() {
     );
     assert_eq!(assume["Statement"][0]["Action"], "sts:AssumeRole");
 }
+
+fn install(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(support::repo_root().join("deploy/install.sh"))
+        .args(["--root", root.to_str().unwrap(), "--no-start"])
+        .args(["--binary", env!("CARGO_BIN_EXE_autoheal")])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_install_script_writes_a_valid_config_and_is_idempotent() {
+    let root = std::env::temp_dir().join(format!("autoheal-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let args = [
+        "--account-id",
+        "123456789012",
+        "--region",
+        "eu-west-1",
+        "--role-arn",
+        "arn:aws:iam::210987654321:role/AutohealCrossAccountRole",
+        "--external-id",
+        "acme-7f3a",
+    ];
+    let first = install(&root, &args);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let config = root.join("etc/autoheal/autoheal.toml");
+    let written = std::fs::read_to_string(&config).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["config", "check", "--output", "json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{written}");
+    let effective: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(
+        effective["integration"][0]["region"], "eu-west-1",
+        "{effective}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert!(root.join("etc/systemd/system/autoheal.service").exists());
+    assert!(root.join("usr/local/bin/autoheal").exists());
+
+    // Again: nothing changes, the config is kept.
+    let second = install(&root, &args);
+    assert!(second.status.success());
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(!said.contains("installed"), "{said}");
+    assert!(said.contains("kept the existing"), "{said}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+
+    // Bad input: named, nothing written.
+    let bad = install(&root, &["--account-id", "12345"]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--account-id"));
+    let oidc = install(&root, &["--account-id", "123456789012", "--auth", "oidc"]);
+    assert_eq!(oidc.status.code(), Some(64));
+    let invalid = install(
+        &root,
+        &[
+            "--account-id",
+            "123456789012",
+            "--role-arn",
+            "arn:aws:iam::1:user/x",
+            "--force-config",
+        ],
+    );
+    assert_eq!(invalid.status.code(), Some(78), "config check refuses it");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        written,
+        "the old config stays"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers to stage a root filesystem for a FROM-scratch image from this host's files (no
 # registry is needed). Sourced by scripts/build-sandbox-image and scripts/build-daemon-image.
 
