@@ -144,7 +144,16 @@ impl KeyRing {
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(dir_err)?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => OidcError::KeyDir {
+                    dir: dir.to_owned(),
+                    reason: format!(
+                        "{} exists: a key was created this very second; try again in a second",
+                        path.display()
+                    ),
+                },
+                _ => dir_err(e),
+            })?;
         file.write_all(pem.as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(dir_err)?;

@@ -42,6 +42,7 @@ pub enum OidcError {
 pub struct Issuer {
     pub url: String,
     pub audience: String,
+    pub key_dir: PathBuf,
     pub keys: KeyRing,
 }
 
@@ -51,6 +52,7 @@ impl Issuer {
         Ok(Self {
             url: config.issuer.clone(),
             audience: config.audience(),
+            key_dir: config.key_dir.clone(),
             keys: KeyRing::load(&config.key_dir)?,
         })
     }
