@@ -671,7 +671,7 @@ async fn access_denied_names_the_action_and_exits_77() {
 /// `src/tools/` and `src/check/` (the first method on a service client) is a read.
 #[test]
 fn no_tool_source_calls_a_mutating_operation() {
-    let client = regex_lite_free::client_calls;
+    let client = client_calls::find;
     let mut operations = BTreeSet::new();
     for dir in ["src/tools", "src/check"] {
         for entry in std::fs::read_dir(support::repo_root().join(dir)).unwrap() {
@@ -698,8 +698,8 @@ fn no_tool_source_calls_a_mutating_operation() {
     }
 }
 
-/// Finding `client.operation(` in Rust source without a regex crate.
-mod regex_lite_free {
+/// Finding `client.operation(` calls in Rust source.
+mod client_calls {
     const CLIENTS: [&str; 7] = [
         "sts",
         "logs",
@@ -712,7 +712,7 @@ mod regex_lite_free {
 
     /// The operations called on service clients: `ctx.logs().filter_log_events(` and
     /// `ec2.describe_vpcs(` (a client kept in a variable), whitespace ignored.
-    pub fn client_calls(source: &str) -> Vec<String> {
+    pub fn find(source: &str) -> Vec<String> {
         let flat: String = source.chars().filter(|c| !c.is_whitespace()).collect();
         let mut found = Vec::new();
         for client in CLIENTS {

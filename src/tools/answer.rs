@@ -45,6 +45,11 @@ pub fn sdk_time(t: &aws_smithy_types::DateTime) -> Option<String> {
     SystemTime::try_from(*t).ok().map(time)
 }
 
+/// An optional SDK timestamp as RFC 3339 UTC.
+pub fn optional_time(t: Option<&aws_smithy_types::DateTime>) -> Option<String> {
+    t.and_then(sdk_time)
+}
+
 /// Epoch milliseconds (CloudWatch Logs) as RFC 3339 UTC, to the millisecond.
 pub fn millis_time(ms: i64) -> Option<String> {
     let t = SystemTime::UNIX_EPOCH

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::answer::optional_time;
 use super::closest::closest;
-use super::metrics::optional_time;
 use super::{AwsContext, Capability, Tool, ToolError};
 
 const STATES: [&str; 6] = [

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::answer::optional_time;
 use super::closest::closest;
-use super::metrics::optional_time;
 use super::{AwsContext, Capability, Tool, ToolError};
 
 /// The last part of an ARN (`…:cluster/main` → `main`, `…:task/main/0abc` → `0abc`).

@@ -12,9 +12,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::answer::optional_time;
 use super::args::Window;
 use super::closest::closest;
-use super::metrics::{SeriesSpec, optional_time, read_series};
+use super::metrics::{SeriesSpec, read_series};
 use super::{AwsContext, Capability, Tool, ToolError};
 
 /// Metrics `elasticache_metrics` reads (AWS/ElastiCache, per node).

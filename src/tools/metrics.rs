@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::answer::{sdk_time, time};
+use super::answer::time;
 use super::args::Window;
 use super::{AwsContext, Capability, Tool, ToolError};
 
@@ -450,11 +450,6 @@ fn operator(name: &str) -> &str {
         "LessThanOrEqualToThreshold" => "<=",
         other => other,
     }
-}
-
-/// `sdk_time` for callers that hold an optional SDK timestamp.
-pub fn optional_time(t: Option<&DateTime>) -> Option<String> {
-    t.and_then(sdk_time)
 }
 
 #[cfg(test)]
