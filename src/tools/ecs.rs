@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::answer::optional_time;
 use super::closest::closest;
+use super::paging::take_items;
 use super::{AwsContext, Capability, Tool, ToolError};
 
 /// The last part of an ARN (`…:cluster/main` → `main`, `…:task/main/0abc` → `0abc`).
@@ -20,22 +21,11 @@ fn task_definition(arn: Option<&str>) -> Option<&str> {
 }
 
 async fn cluster_arns(ctx: &AwsContext) -> Result<Vec<String>, ToolError> {
-    let mut arns = Vec::new();
-    let mut token = None;
-    loop {
-        let page = ctx
-            .ecs()
-            .list_clusters()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| ToolError::aws("ecs:ListClusters", e))?;
-        arns.extend(page.cluster_arns().iter().cloned());
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() || arns.len() >= 1000 {
-            return Ok(arns);
-        }
-    }
+    let listing = ctx.ecs().list_clusters().into_paginator().items().send();
+    let (arns, _) = take_items(listing, 1000)
+        .await
+        .map_err(|e| ToolError::aws("ecs:ListClusters", e))?;
+    Ok(arns)
 }
 
 /// The error for a cluster that does not exist, with close names.
@@ -121,34 +111,24 @@ impl Tool for EcsServices {
         let names = match args.services {
             Some(names) if !names.is_empty() => names,
             _ => {
-                let mut arns = Vec::new();
-                let mut token = None;
-                loop {
-                    let page = ctx
-                        .ecs()
-                        .list_services()
-                        .cluster(&args.cluster)
-                        .set_next_token(token)
-                        .send()
-                        .await;
-                    let page = match page {
-                        Ok(page) => page,
-                        Err(err)
-                            if err
-                                .as_service_error()
-                                .is_some_and(|e| e.is_cluster_not_found_exception()) =>
-                        {
-                            return Err(cluster_not_found(ctx, &args.cluster).await);
-                        }
-                        Err(err) => return Err(ToolError::aws("ecs:ListServices", err)),
-                    };
-                    arns.extend(page.service_arns().iter().cloned());
-                    token = page.next_token().map(str::to_owned);
-                    if token.is_none() || arns.len() >= 500 {
-                        break;
+                let listing = ctx
+                    .ecs()
+                    .list_services()
+                    .cluster(&args.cluster)
+                    .into_paginator()
+                    .items()
+                    .send();
+                match take_items(listing, 500).await {
+                    Ok((arns, _)) => arns,
+                    Err(err)
+                        if err
+                            .as_service_error()
+                            .is_some_and(|e| e.is_cluster_not_found_exception()) =>
+                    {
+                        return Err(cluster_not_found(ctx, &args.cluster).await);
                     }
+                    Err(err) => return Err(ToolError::aws("ecs:ListServices", err)),
                 }
-                arns
             }
         };
         let mut services = Vec::new();

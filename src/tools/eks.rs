@@ -7,29 +7,19 @@ use serde_json::{Value, json};
 
 use super::answer::optional_time;
 use super::closest::closest;
+use super::paging::take_items;
 use super::{AwsContext, Capability, Tool, ToolError};
 
 /// Describe calls in flight at once (EKS's read quotas are per second and modest).
 const CONCURRENT: usize = 4;
 
 async fn cluster_names(ctx: &AwsContext) -> Result<Vec<String>, ToolError> {
-    let mut names = Vec::new();
-    let mut token = None;
-    loop {
-        let page = ctx
-            .eks()
-            .list_clusters()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| ToolError::aws("eks:ListClusters", e))?;
-        names.extend(page.clusters().iter().cloned());
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() || names.len() >= 500 {
-            names.sort();
-            return Ok(names);
-        }
-    }
+    let listing = ctx.eks().list_clusters().into_paginator().items().send();
+    let (mut names, _) = take_items(listing, 500)
+        .await
+        .map_err(|e| ToolError::aws("eks:ListClusters", e))?;
+    names.sort();
+    Ok(names)
 }
 
 async fn not_found(ctx: &AwsContext, name: &str) -> ToolError {
@@ -138,36 +128,25 @@ impl Tool for EksNodegroups {
         };
         let mut pairs = Vec::new();
         for cluster in &clusters {
-            let mut token = None;
-            loop {
-                let page = ctx
-                    .eks()
-                    .list_nodegroups()
-                    .cluster_name(cluster)
-                    .set_next_token(token)
-                    .send()
-                    .await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(err)
-                        if err
-                            .as_service_error()
-                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
-                    {
-                        return Err(not_found(ctx, cluster).await);
-                    }
-                    Err(err) => return Err(ToolError::aws("eks:ListNodegroups", err)),
-                };
-                pairs.extend(
-                    page.nodegroups()
-                        .iter()
-                        .map(|n| (cluster.clone(), n.clone())),
-                );
-                token = page.next_token().map(str::to_owned);
-                if token.is_none() {
-                    break;
+            let listing = ctx
+                .eks()
+                .list_nodegroups()
+                .cluster_name(cluster)
+                .into_paginator()
+                .items()
+                .send();
+            let names = match take_items(listing, usize::MAX).await {
+                Ok((names, _)) => names,
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    return Err(not_found(ctx, cluster).await);
                 }
-            }
+                Err(err) => return Err(ToolError::aws("eks:ListNodegroups", err)),
+            };
+            pairs.extend(names.into_iter().map(|n| (cluster.clone(), n)));
         }
         let described: Vec<Value> =
             stream::iter(pairs.into_iter().map(|(cluster, name)| async move {

@@ -16,6 +16,7 @@ use super::answer::optional_time;
 use super::args::Window;
 use super::closest::closest;
 use super::metrics::{SeriesSpec, read_series};
+use super::paging::take_items;
 use super::{AwsContext, Capability, Tool, ToolError};
 
 /// Metrics `elasticache_metrics` reads (AWS/ElastiCache, per node).
@@ -39,42 +40,30 @@ const METRICS: [&str; 16] = [
 ];
 
 async fn all_cache_clusters(ctx: &AwsContext) -> Result<Vec<CacheCluster>, ToolError> {
-    let mut found = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = ctx
-            .elasticache()
-            .describe_cache_clusters()
-            .show_cache_node_info(true)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| ToolError::aws("elasticache:DescribeCacheClusters", e))?;
-        found.extend(page.cache_clusters().iter().cloned());
-        marker = page.marker().map(str::to_owned);
-        if marker.is_none() || found.len() >= 2000 {
-            return Ok(found);
-        }
-    }
+    let listing = ctx
+        .elasticache()
+        .describe_cache_clusters()
+        .show_cache_node_info(true)
+        .into_paginator()
+        .items()
+        .send();
+    let (found, _) = take_items(listing, 2000)
+        .await
+        .map_err(|e| ToolError::aws("elasticache:DescribeCacheClusters", e))?;
+    Ok(found)
 }
 
 async fn all_replication_groups(ctx: &AwsContext) -> Result<Vec<ReplicationGroup>, ToolError> {
-    let mut found = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = ctx
-            .elasticache()
-            .describe_replication_groups()
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| ToolError::aws("elasticache:DescribeReplicationGroups", e))?;
-        found.extend(page.replication_groups().iter().cloned());
-        marker = page.marker().map(str::to_owned);
-        if marker.is_none() || found.len() >= 2000 {
-            return Ok(found);
-        }
-    }
+    let listing = ctx
+        .elasticache()
+        .describe_replication_groups()
+        .into_paginator()
+        .items()
+        .send();
+    let (found, _) = take_items(listing, 2000)
+        .await
+        .map_err(|e| ToolError::aws("elasticache:DescribeReplicationGroups", e))?;
+    Ok(found)
 }
 
 /// The role of each member cluster of a replication group (`primary` / `replica`).

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::answer::millis_time;
 use super::args::{Window, epoch_millis};
 use super::closest::closest;
+use super::paging::take_items;
 use super::{AwsContext, Capability, Tool, ToolError};
 
 /// FilterLogEvents allows 25 requests per second per account and region (its quota as
@@ -40,29 +41,43 @@ async fn group_names(
     prefix: &str,
     max: usize,
 ) -> Result<(Vec<String>, bool), ToolError> {
-    let mut names = Vec::new();
-    let mut token = None;
-    loop {
-        let mut call = ctx.logs().describe_log_groups().limit(50);
-        if !prefix.is_empty() {
-            call = call.log_group_name_prefix(prefix);
-        }
-        let page = call
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| ToolError::aws("logs:DescribeLogGroups", e))?;
-        names.extend(
-            page.log_groups()
-                .iter()
-                .filter_map(|g| g.log_group_name().map(str::to_owned)),
-        );
-        token = page.next_token().map(str::to_owned);
-        if names.len() >= max || token.is_none() {
-            let more = names.len() > max || token.is_some();
-            names.truncate(max);
-            return Ok((names, more));
-        }
+    let (groups, more) = log_groups(ctx, Some(prefix).filter(|p| !p.is_empty()), max).await?;
+    let names = groups
+        .into_iter()
+        .filter_map(|g| g.log_group_name)
+        .collect();
+    Ok((names, more))
+}
+
+/// Every log group (with `prefix`, when given), up to `max`; answers whether there were more.
+async fn log_groups(
+    ctx: &AwsContext,
+    prefix: Option<&str>,
+    max: usize,
+) -> Result<(Vec<aws_sdk_cloudwatchlogs::types::LogGroup>, bool), ToolError> {
+    let listing = ctx
+        .logs()
+        .describe_log_groups()
+        .set_log_group_name_prefix(prefix.map(str::to_owned))
+        .limit(50)
+        .into_paginator()
+        .items()
+        .send();
+    take_items(listing, max)
+        .await
+        .map_err(|e| ToolError::aws("logs:DescribeLogGroups", e))
+}
+
+/// The error for a group (or prefix) that matches nothing, with the closest existing names;
+/// the listing's own error when even that fails.
+async fn group_not_found(ctx: &AwsContext, kind: &'static str, name: &str) -> ToolError {
+    match group_names(ctx, "", 50 * SUGGESTION_PAGES).await {
+        Ok((all, _)) => ToolError::NotFound {
+            kind,
+            name: name.to_owned(),
+            closest: closest(name, all.iter().map(String::as_str)),
+        },
+        Err(err) => err,
     }
 }
 
@@ -71,12 +86,7 @@ async fn existing_groups(ctx: &AwsContext, names: &[String]) -> Result<(), ToolE
     for name in names {
         let (found, _) = group_names(ctx, name, 50).await?;
         if !found.contains(name) {
-            let (all, _) = group_names(ctx, "", 50 * SUGGESTION_PAGES).await?;
-            return Err(ToolError::NotFound {
-                kind: "log group",
-                name: name.clone(),
-                closest: closest(name, all.iter().map(String::as_str)),
-            });
+            return Err(group_not_found(ctx, "log group", name).await);
         }
     }
     Ok(())
@@ -102,34 +112,18 @@ impl Tool for LogsGroups {
 
     async fn run(ctx: &AwsContext, args: GroupsArgs) -> Result<Value, ToolError> {
         let limit = limit_of("limit", args.limit, 50, 500)? as usize;
-        let mut groups = Vec::new();
-        let mut token = None;
-        let more;
-        loop {
-            let page = ctx
-                .logs()
-                .describe_log_groups()
-                .set_log_group_name_prefix(args.prefix.clone())
-                .limit(50)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| ToolError::aws("logs:DescribeLogGroups", e))?;
-            for group in page.log_groups() {
-                groups.push(json!({
+        let (found, more) = log_groups(ctx, args.prefix.as_deref(), limit).await?;
+        let groups: Vec<Value> = found
+            .iter()
+            .map(|group| {
+                json!({
                     "name": group.log_group_name(),
                     "stored_bytes": group.stored_bytes(),
                     "retention_days": group.retention_in_days(),
                     "created": group.creation_time().and_then(millis_time),
-                }));
-            }
-            token = page.next_token().map(str::to_owned);
-            if groups.len() >= limit || token.is_none() {
-                more = groups.len() > limit || token.is_some();
-                groups.truncate(limit);
-                break;
-            }
-        }
+                })
+            })
+            .collect();
         Ok(json!({"log_groups": groups, "truncated": more}))
     }
 }
@@ -195,12 +189,7 @@ impl Tool for LogsSearch {
                     ));
                 }
                 if groups.is_empty() {
-                    let (all, _) = group_names(ctx, "", 50 * SUGGESTION_PAGES).await?;
-                    return Err(ToolError::NotFound {
-                        kind: "log group prefix",
-                        name: prefix.clone(),
-                        closest: closest(&prefix, all.iter().map(String::as_str)),
-                    });
+                    return Err(group_not_found(ctx, "log group prefix", &prefix).await);
                 }
                 groups
             }
@@ -367,12 +356,7 @@ impl Tool for LogsEvents {
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception());
                 if missing {
-                    let (all, _) = group_names(ctx, "", 50 * SUGGESTION_PAGES).await?;
-                    return Err(ToolError::NotFound {
-                        kind: "log group",
-                        name: group.clone(),
-                        closest: closest(&group, all.iter().map(String::as_str)),
-                    });
+                    return Err(group_not_found(ctx, "log group", &group).await);
                 }
                 return Err(ToolError::aws("logs:DescribeLogStreams", err));
             }

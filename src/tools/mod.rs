@@ -12,7 +12,7 @@
 //!
 //! - `args.rs`: parsing arguments and time windows; `answer.rs`: shaping answers;
 //! - `context.rs`: the AWS clients a tool calls through; `error.rs`: what can go wrong;
-//! - `closest.rs`: "did you mean" for names that do not exist;
+//! - `closest.rs`: "did you mean" for names that do not exist; `paging.rs`: listings to a bound;
 //! - `policy.rs`: the IAM documents derived from the catalogue; `render.rs`: text for people;
 //! - `identity.rs`, `logs.rs`, `metrics.rs`, `ec2.rs`, `ecs.rs`, `eks.rs`, `elasticache.rs`.
 
@@ -28,6 +28,7 @@ mod error;
 mod identity;
 mod logs;
 mod metrics;
+mod paging;
 pub mod policy;
 pub mod render;
 
