@@ -50,18 +50,7 @@ impl Drop for Daemon {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        let listing = Command::new("iptables")
-            .args(["-S", "DOCKER-USER"])
-            .output()
-            .unwrap();
-        for rule in String::from_utf8_lossy(&listing.stdout).lines() {
-            if rule.contains(BLOCKED) {
-                let spec = rule.replacen("-A ", "-D ", 1);
-                let _ = Command::new("sh")
-                    .args(["-c", &format!("iptables {spec}")])
-                    .output();
-            }
-        }
+        support::remove_metadata_rules(BLOCKED);
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();

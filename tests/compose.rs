@@ -74,18 +74,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--timeout", "30"]);
-        let listing = Command::new("iptables")
-            .args(["-S", "DOCKER-USER"])
-            .output()
-            .unwrap();
-        for rule in String::from_utf8_lossy(&listing.stdout).lines() {
-            if rule.contains(BLOCKED) {
-                let spec = rule.replacen("-A ", "-D ", 1);
-                let _ = Command::new("sh")
-                    .args(["-c", &format!("iptables {spec}")])
-                    .output();
-            }
-        }
+        support::remove_metadata_rules(BLOCKED);
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
@@ -202,16 +191,9 @@ endpoint_url = "{{endpoint}}"
     );
 
     // The daemon in the container wrote the IMDS rule for its bridge network.
-    let rules = Command::new("iptables")
-        .args(["-S", "DOCKER-USER"])
-        .output()
-        .unwrap();
-    let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(
-        rules
-            .lines()
-            .any(|r| r.contains(BLOCKED) && r.contains("autoheal")),
-        "{rules}"
+        !support::metadata_rules(BLOCKED).is_empty(),
+        "no DOCKER-USER rule for {BLOCKED}"
     );
 
     let down = stack.compose(&["down", "--timeout", "30"]);

@@ -155,24 +155,13 @@ impl StandIn {
 
     /// Our rules in DOCKER-USER that mention the stand-in address.
     fn rules(&self) -> Vec<String> {
-        let out = sh(&["iptables", "-S", "DOCKER-USER"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains(FAKE_IMDS) && l.contains("autoheal"))
-            .map(str::to_owned)
-            .collect()
+        support::metadata_rules(FAKE_IMDS)
     }
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
-        for rule in self.rules() {
-            // "-A DOCKER-USER …" → "-D DOCKER-USER …"; the comment is quoted in the listing.
-            let spec = rule.replacen("-A ", "-D ", 1);
-            let _ = Command::new("sh")
-                .args(["-c", &format!("iptables {spec}")])
-                .output();
-        }
+        support::remove_metadata_rules(FAKE_IMDS);
         let _ = self.server.kill();
         let _ = self.server.wait();
         let _ = sh(&["ip", "route", "del", &format!("{FAKE_IMDS}/32")]);

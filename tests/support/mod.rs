@@ -301,3 +301,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The daemon's `DOCKER-USER` rules for one blocked address, as `iptables -S` lists them.
+pub fn metadata_rules(address: &str) -> Vec<String> {
+    let out = Command::new("iptables")
+        .args(["-S", "DOCKER-USER"])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(address) && l.contains("autoheal"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Deletes those rules (tests block test-range addresses and clean up after themselves).
+pub fn remove_metadata_rules(address: &str) {
+    for rule in metadata_rules(address) {
+        // "-A DOCKER-USER …" → "-D DOCKER-USER …"; the comment is quoted in the listing.
+        let spec = rule.replacen("-A ", "-D ", 1);
+        let _ = Command::new("sh")
+            .args(["-c", &format!("iptables {spec}")])
+            .output();
+    }
+}
