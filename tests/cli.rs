@@ -78,10 +78,13 @@ role_arn = "arn:aws:iam::210987654321:role/AutohealOidcRole"
         "integration[0].account_id:",
         "integration[1].region:",
         "integration[1].auth:",
+        // Found although integration[1] has other problems too.
+        "integration[1].name: duplicate",
+        "integration[1].role_arn:",
     ] {
         assert!(stderr.contains(key), "{key} missing from:\n{stderr}");
     }
-    assert!(stderr.contains("5 problems"), "{stderr}");
+    assert!(stderr.contains("7 problems"), "{stderr}");
 
     let json = autoheal(&[
         "config",
@@ -93,7 +96,7 @@ role_arn = "arn:aws:iam::210987654321:role/AutohealOidcRole"
     ]);
     assert_eq!(json.status.code(), Some(78));
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
-    assert_eq!(doc["error"]["issues"].as_array().unwrap().len(), 5);
+    assert_eq!(doc["error"]["issues"].as_array().unwrap().len(), 7);
 }
 
 #[test]
@@ -103,7 +106,7 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
         r#"
 [[integration]]
 name = "production-aws"
-account_id = "123456789012"
+account_id = "210987654321"
 auth = "instance_role"
 role_arn = "arn:aws:iam::210987654321:role/AutohealCrossAccountRole"
 external_id = "s3cr3t-external-id"

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use autoheal::config::{Secret, load_from_str};
 use autoheal::sandbox::{
-    ContainerSpec, DEFAULT_OUTPUT_CAP, DockerBackend, Limits, SandboxRequest, SandboxState,
+    ContainerSpec, DEFAULT_OUTPUT_CAP, DockerBackend, Limits, SandboxBackend, SandboxRequest,
+    SandboxState,
 };
 use bytesize::ByteSize;
 use support::TestBed;
@@ -48,8 +49,15 @@ async fn containers_left_behind_are_found_and_removed() {
     let managed = backend.managed_containers().await.unwrap();
     assert!(managed.len() >= 2, "{managed:?}");
 
-    let reaped = DockerBackend::connect(DEFAULT_OUTPUT_CAP)
-        .unwrap()
+    // A new daemon's manager: it owns none of them, so it removes them all.
+    let bed = TestBed::start();
+    let config = load_from_str(&bed.config_toml(
+        "[[integration]]\nname = \"us\"\naccount_id = \"123456789012\"\nauth = \"instance_role\"\nendpoint_url = \"{endpoint}\"\n",
+    ))
+    .unwrap();
+    let reaped = bed
+        .sandbox_manager(&config)
+        .await
         .reap_orphans()
         .await
         .unwrap();

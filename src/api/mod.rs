@@ -3,7 +3,13 @@
 //!
 //! Everything under `/v1` needs `Authorization: Bearer <token>` (compared in constant time);
 //! bodies are limited in size; every error is a JSON body with a fitting status.
+//!
+//! Abuse is bounded: connections are capped (`connections.rs`), a request's head must
+//! arrive within `server.header_read_timeout` (which also ends idle keep-alives) and its
+//! body within `server.body_read_timeout`, heads are limited to [`MAX_HEAD_BYTES`], and
+//! failed accepts back off instead of spinning.
 
+mod connections;
 mod health;
 mod integrations;
 mod oidc;
@@ -21,17 +27,25 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::config::Secret;
+use crate::config::{Secret, ServerConfig};
 use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
+use connections::{AcceptBackoff, Admission, ConnectionTable};
 pub use response::{ApiError, Body};
 
 /// Request bodies larger than this are refused (413): a sandbox request is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// hyper's read buffer, and so the largest request head (431 beyond): our clients send a
+/// few hundred bytes of headers; hyper's default (~400 KiB) would let each connection cost
+/// that much memory.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// What a connection refused at the cap is told before it is closed.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 85\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"every connection is busy; retry\"}}";
 /// How long open connections get to finish once shutdown begins.
 const CONNECTION_DRAIN: Duration = Duration::from_secs(10);
 
@@ -42,6 +56,26 @@ pub struct AppState {
     pub live: Arc<LiveConfig>,
     pub sandboxes: Arc<SandboxManager>,
     pub token: Secret,
+    /// The connection and timeout limits (from `[server]`, fixed until restart).
+    pub limits: ApiLimits,
+}
+
+/// How much the API lets one client hold.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+}
+
+impl From<&ServerConfig> for ApiLimits {
+    fn from(server: &ServerConfig) -> Self {
+        Self {
+            max_connections: server.max_connections as usize,
+            header_read_timeout: server.header_read_timeout,
+            body_read_timeout: server.body_read_timeout,
+        }
+    }
 }
 
 /// Serves until `shutdown` completes, then lets open connections finish (bounded).
@@ -50,33 +84,66 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let limits = state.limits.clone();
     let graceful = GracefulShutdown::new();
+    let table = ConnectionTable::new(state.limits.max_connections);
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
+                let (mut stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
+                        let pause = backoff.failed();
+                        tracing::warn!(error = %err, pause_ms = pause.as_millis() as u64, "accept failed; pausing");
+                        tokio::time::sleep(pause).await;
                         continue;
                     }
                 };
+                backoff.succeeded();
+                let registration = match table.admit() {
+                    Admission::Admitted(registration) => registration,
+                    Admission::Refused => {
+                        tracing::warn!(%peer, "connection refused: every connection is busy (server.max_connections)");
+                        // Best effort and never blocking: the accept loop must not wait on a client.
+                        let _ = stream.try_write(REFUSED);
+                        let _ = stream.shutdown().await;
+                        continue;
+                    }
+                };
+                let connection = registration.connection.clone();
                 let state = state.clone();
                 let service = service_fn(move |request| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                    let busy = connection.request();
+                    async move {
+                        let response = handle(&state, request).await;
+                        drop(busy);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 // half_close: a client that shuts its sending side after the request (nc,
                 // the compose healthcheck) still gets its answer.
                 let connection = http1::Builder::new()
                     .half_close(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .max_buf_size(MAX_HEAD_BYTES)
                     .serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
-                    if let Err(err) = watched.await {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    tokio::select! {
+                        result = watched => {
+                            if let Err(err) = result {
+                                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                            }
+                        }
+                        () = registration.connection.evicted() => {
+                            tracing::debug!(%peer, "closed an idle connection to make room");
+                        }
                     }
+                    drop(registration);
                 });
             }
             () = &mut shutdown => break,
@@ -126,7 +193,7 @@ async fn route(
         (&Method::GET, ["integrations"]) => Ok(integrations::list(state)),
         (&Method::POST, ["integrations", name, "test"]) => integrations::test(state, name).await,
         (&Method::POST, ["sandboxes"]) => {
-            let body = read_body(request).await?;
+            let body = read_body(request, state.limits.body_read_timeout).await?;
             sandboxes::create(state, &body, wants_wait(query)).await
         }
         (&Method::GET, ["sandboxes"]) => Ok(sandboxes::list(state)),
@@ -177,11 +244,23 @@ fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiErr
     }
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+async fn read_body(request: Request<Incoming>, limit: Duration) -> Result<Vec<u8>, ApiError> {
+    let collected = tokio::time::timeout(
+        limit,
+        Limited::new(request.into_body(), MAX_BODY_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {}s (server.body_read_timeout)",
+                limit.as_secs()
+            ),
+        )
+    })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(err)
             if err

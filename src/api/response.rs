@@ -34,6 +34,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds) when set.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -42,6 +44,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -50,6 +53,12 @@ impl ApiError {
             self.status,
             &json!({"error": {"code": self.code, "message": self.message}}),
         );
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                "retry-after",
+                after.as_secs().max(1).to_string().parse().expect("digits"),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -63,6 +72,8 @@ impl From<crate::sandbox::SandboxError> for ApiError {
     fn from(err: crate::sandbox::SandboxError) -> Self {
         let status =
             StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self::new(status, err.code(), err.to_string())
+        let mut api = Self::new(status, err.code(), err.to_string());
+        api.retry_after = err.retry_after();
+        api
     }
 }

@@ -12,13 +12,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::api::{self, AppState, token};
+use crate::api::{self, ApiLimits, AppState, token};
 use crate::cli::Cli;
 use crate::config;
 use crate::credentials::CredentialBroker;
 use crate::exit_code::Exit;
 use crate::lifecycle::{self, LiveConfig, notify};
-use crate::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxManager};
+use crate::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxBackend, SandboxManager};
 
 /// How long running sandboxes may go on after SIGTERM before they are stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -35,8 +35,8 @@ pub async fn run(cli: &Cli) -> Exit {
             return Exit::Config;
         }
     };
-    let backend = match DockerBackend::connect(DEFAULT_OUTPUT_CAP) {
-        Ok(backend) => backend,
+    let backend: Arc<dyn SandboxBackend> = match DockerBackend::connect(DEFAULT_OUTPUT_CAP) {
+        Ok(backend) => Arc::new(backend),
         Err(err) => {
             tracing::error!("{err}");
             return Exit::Unavailable;
@@ -51,11 +51,6 @@ pub async fn run(cli: &Cli) -> Exit {
     let broker = Arc::new(CredentialBroker::from_config(&config).await);
     broker.prime().await;
     broker.start_background_refresh();
-    match backend.reap_orphans().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(count = n, "removed sandboxes left behind by an earlier run"),
-        Err(err) => tracing::warn!(error = %err, "Docker is not reachable yet; /readyz reports it"),
-    }
     let listener = match TcpListener::bind(config.server.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -69,12 +64,20 @@ pub async fn run(cli: &Cli) -> Exit {
         );
     }
     tracing::info!(listen = %config.server.listen, integrations = config.integrations.len(), "serving");
+    let limits = ApiLimits::from(&config.server);
     let live = Arc::new(LiveConfig::new(config, broker));
     let sandboxes = Arc::new(SandboxManager::new(backend, live.clone()));
+    match sandboxes.reap_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(count = n, "removed sandboxes left behind by an earlier run"),
+        Err(err) => tracing::warn!(error = %err, "Docker is not reachable yet; /readyz reports it"),
+    }
+    let health_checks = tokio::spawn(sandboxes.clone().run_health_checks());
     let state = Arc::new(AppState {
         live: live.clone(),
         sandboxes: sandboxes.clone(),
         token,
+        limits,
     });
 
     let (mut term, mut int) = match (
@@ -104,6 +107,7 @@ pub async fn run(cli: &Cli) -> Exit {
         sandboxes.shutdown(SHUTDOWN_GRACE).await;
     };
     api::serve(listener, state, stopping).await;
+    health_checks.abort();
     live.current().broker.stop();
     if let Some(watchdog) = watchdog {
         watchdog.abort();

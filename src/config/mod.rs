@@ -42,6 +42,22 @@ pub const DEFAULT_SANDBOX_CPUS: f64 = 1.0;
 /// Enough for a tokio runtime and its blocking pool; stops a fork bomb long before the host.
 pub const DEFAULT_PIDS_LIMIT: u32 = 256;
 pub const DEFAULT_REGION: &str = "us-east-1";
+/// Sandboxes starting or running at once. A tool call's sandbox is mostly waiting on AWS, so
+/// a 2-core host keeps up with 8; each may take 1 CPU and 512 MiB at most, so 8 also bounds
+/// the worst case at 4 GiB of memory.
+pub const DEFAULT_MAX_RUNNING: u32 = 8;
+/// Finished sandboxes remembered for `GET /v1/sandboxes`: about 1 KiB each without output.
+pub const DEFAULT_HISTORY: u32 = 500;
+/// Open API connections at once. Each costs a task and a 16 KiB read buffer at most, so
+/// 512 stay under ~10 MiB; local clients (the agent's runner, the CLI, a health check) need
+/// a handful. Beyond it the longest-idle connection is closed to make room.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+/// Time a client has to send a request's head, counted from when the daemon starts waiting
+/// for it — so it is also how long an idle keep-alive connection stays open. Local clients
+/// send a head in microseconds; 10 s forgives a stalled machine, not a slow-loris.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's body (at most 64 KiB) once the head is in.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest session STS grants when one role assumes another (role chaining).
 pub const ROLE_CHAINING_MAX_SESSION: Duration = Duration::from_secs(3600);
 /// The shortest session STS grants at all.
@@ -80,6 +96,14 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// File holding the API bearer token (created with mode 0600 when missing).
     pub api_token_file: PathBuf,
+    /// Open connections at once; beyond it the longest-idle one is closed.
+    pub max_connections: u32,
+    /// Time to send a request head; also the keep-alive idle timeout.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time to send a request body.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 /// `[sandbox]`: how sandbox containers are started and limited.
@@ -101,6 +125,12 @@ pub struct SandboxConfig {
     pub pids_limit: u32,
     /// Addresses sandboxes on a bridge network cannot reach (a `DOCKER-USER` rule each).
     pub blocked_addresses: Vec<Cidr>,
+    /// Sandboxes starting or running at once; beyond it requests get 429.
+    pub max_running: usize,
+    /// Finished sandboxes remembered.
+    pub history: usize,
+    /// Images a request may name (`image` is always allowed).
+    pub images: Vec<String>,
 }
 
 /// `[oidc]`: the daemon as its own OIDC issuer.

@@ -53,6 +53,9 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<Scalar>,
     pub api_token_file: Option<Scalar>,
+    pub max_connections: Option<Scalar>,
+    pub header_read_timeout: Option<Scalar>,
+    pub body_read_timeout: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -66,6 +69,9 @@ pub struct RawSandbox {
     pub cpus: Option<Scalar>,
     pub pids_limit: Option<Scalar>,
     pub blocked_addresses: Option<Scalar>,
+    pub max_running: Option<Scalar>,
+    pub history: Option<Scalar>,
+    pub images: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -19,7 +19,7 @@ tenant_slug = "acme-corp"
 
 [[integration]]
 name = "production-aws"
-account_id = "123456789012"
+account_id = "210987654321"
 auth = "instance_role"
 role_arn = "arn:aws:iam::210987654321:role/AutohealCrossAccountRole"
 external_id = "ext-7f3a9c"
@@ -110,6 +110,16 @@ fn role_arns_are_checked() {
 }
 
 #[test]
+fn a_role_in_another_account_than_account_id_is_caught_at_load() {
+    let all = issues(&one_integration(
+        "role_arn = \"arn:aws:iam::210987654321:role/AutohealCrossAccountRole\"",
+    ));
+    let issue = issue_for(&all, "integration[0].role_arn");
+    assert!(issue.message.contains("210987654321"), "{issue}");
+    assert!(issue.message.contains("123456789012"), "{issue}");
+}
+
+#[test]
 fn regions_are_checked() {
     let all = issues(&one_integration("region = \"moon-1\""));
     assert!(
@@ -126,6 +136,61 @@ fn integration_names_are_unique() {
     let issue = issue_for(&all, "integration[1].name");
     assert!(issue.message.contains("duplicate"), "{issue}");
     assert!(issue.message.contains("integration[0]"), "{issue}");
+}
+
+#[test]
+fn a_duplicate_is_reported_even_when_one_of_the_pair_has_another_error() {
+    let twice = format!(
+        "{}{}",
+        one_integration(""),
+        one_integration("region = \"moon-1\"")
+    );
+    let all = issues(&twice);
+    assert!(
+        issue_for(&all, "integration[1].name")
+            .message
+            .contains("duplicate")
+    );
+    assert!(
+        issue_for(&all, "integration[1].region")
+            .message
+            .contains("us-east-1")
+    );
+}
+
+#[test]
+fn limits_have_defaults_and_bounds() {
+    let config = load_from_str(&one_integration("")).unwrap();
+    assert_eq!(config.sandbox.max_running, DEFAULT_MAX_RUNNING as usize);
+    assert_eq!(config.sandbox.history, DEFAULT_HISTORY as usize);
+    assert!(
+        config.sandbox.images.is_empty(),
+        "only sandbox.image by default"
+    );
+    assert_eq!(config.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(
+        config.server.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert_eq!(config.server.body_read_timeout, DEFAULT_BODY_READ_TIMEOUT);
+
+    let all = issues(&format!(
+        "[server]\nmax_connections = 1\nheader_read_timeout = \"1h\"\nbody_read_timeout = \"x\"\n\
+         [sandbox]\nmax_running = 0\nhistory = -1\nimages = [\"Bad Image\", \"ok:1\"]\nimage = \"\"\n{}",
+        one_integration("")
+    ));
+    for key in [
+        "server.max_connections",
+        "server.header_read_timeout",
+        "server.body_read_timeout",
+        "sandbox.max_running",
+        "sandbox.history",
+        "sandbox.images[0]",
+        "sandbox.image",
+    ] {
+        issue_for(&all, key);
+    }
+    assert!(!all.iter().any(|i| i.key == "sandbox.images[1]"));
 }
 
 #[test]

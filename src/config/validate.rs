@@ -20,6 +20,8 @@ use super::*;
 
 /// Sandboxes are short-lived by design; a longer life also outlives any STS session.
 const MAX_SANDBOX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Local clients send a request in microseconds; longer only serves slow-loris clients.
+const MAX_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Below this a container cannot even start the tool runtime.
 const MIN_SANDBOX_MEMORY: ByteSize = ByteSize::mib(32);
 
@@ -31,6 +33,13 @@ static TENANT_SLUG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9-]{0,62}$").expect("valid regex"));
 static DOCKER_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$").expect("valid regex"));
+/// An image reference as Docker writes it: `[registry[:port]/]name[:tag][@digest]`.
+static IMAGE_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+/[a-z0-9._/-]+)?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+        .expect("valid regex")
+});
+/// Longest image reference Docker accepts.
+const MAX_IMAGE_REFERENCE: usize = 255;
 
 /// Collects issues while reading leaves.
 #[derive(Default)]
@@ -143,9 +152,9 @@ impl Checker {
         }
     }
 
-    /// A list of CIDR blocks: a TOML array of strings, or one comma-separated string (env).
-    fn cidrs(&mut self, key: &str, value: Option<&Scalar>, default: &[&str]) -> Vec<Cidr> {
-        let items: Vec<String> = match value {
+    /// A list of strings: a TOML array of strings, or one comma-separated string (env).
+    fn list(&mut self, key: &str, value: Option<&Scalar>, default: &[&str]) -> Vec<String> {
+        match value {
             None => default.iter().map(|s| (*s).to_owned()).collect(),
             Some(Scalar::Text(s)) => s
                 .split(',')
@@ -164,21 +173,47 @@ impl Checker {
             Some(other) => {
                 self.issue(
                     key,
-                    format!(
-                        "expected a list of addresses such as [\"169.254.169.254/32\"], got {other}"
-                    ),
+                    format!("expected a list of strings such as [\"a\", \"b\"], got {other}"),
                 );
-                return Vec::new();
+                Vec::new()
             }
-        };
+        }
+    }
+
+    /// A list of CIDR blocks such as `["169.254.169.254/32"]`.
+    fn cidrs(&mut self, key: &str, value: Option<&Scalar>, default: &[&str]) -> Vec<Cidr> {
         let mut cidrs = Vec::new();
-        for item in items {
+        for item in self.list(key, value, default) {
             match Cidr::parse(&item) {
                 Ok(cidr) => cidrs.push(cidr),
                 Err(message) => self.issue(key, message),
             }
         }
         cidrs
+    }
+
+    /// A whole number within `range`.
+    fn bounded(
+        &mut self,
+        key: &str,
+        value: Option<&Scalar>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+        why: &str,
+    ) -> u32 {
+        let n = self.count(key, value, default);
+        if !range.contains(&n) {
+            self.issue(
+                key,
+                format!(
+                    "must be between {} and {}: {why}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            return default;
+        }
+        n
     }
 
     fn count(&mut self, key: &str, value: Option<&Scalar>, default: u32) -> u32 {
@@ -207,7 +242,17 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
     );
 
     let server = raw.server.unwrap_or_default();
-    c.unknown("server", &server.unknown, &["listen", "api_token_file"]);
+    c.unknown(
+        "server",
+        &server.unknown,
+        &[
+            "listen",
+            "api_token_file",
+            "max_connections",
+            "header_read_timeout",
+            "body_read_timeout",
+        ],
+    );
     let listen = c
         .parsed("server.listen", server.listen.as_ref(), |s| {
             s.parse::<SocketAddr>().map_err(|_| {
@@ -220,6 +265,34 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
         server.api_token_file.as_ref(),
         DEFAULT_API_TOKEN_FILE,
     ));
+    let max_connections = c.bounded(
+        "server.max_connections",
+        server.max_connections.as_ref(),
+        DEFAULT_MAX_CONNECTIONS,
+        8..=65_536,
+        "a few for health checks and clients, and within the process's open-file limit",
+    );
+    let header_read_timeout = c.duration(
+        "server.header_read_timeout",
+        server.header_read_timeout.as_ref(),
+        DEFAULT_HEADER_READ_TIMEOUT,
+    );
+    let body_read_timeout = c.duration(
+        "server.body_read_timeout",
+        server.body_read_timeout.as_ref(),
+        DEFAULT_BODY_READ_TIMEOUT,
+    );
+    for (key, value) in [
+        ("server.header_read_timeout", header_read_timeout),
+        ("server.body_read_timeout", body_read_timeout),
+    ] {
+        if value > MAX_READ_TIMEOUT {
+            c.issue(
+                key,
+                "must be at most 5m: a longer wait only helps a client that holds connections open",
+            );
+        }
+    }
 
     let sandbox = sandbox_section(&mut c, raw.sandbox.unwrap_or_default());
     let oidc = raw.oidc.map(|o| oidc_section(&mut c, o));
@@ -234,11 +307,15 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
     };
 
     let integrations = match raw.integration {
-        Some(list) if !list.is_empty() => list
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, raw)| integration(&mut c, i, raw, oidc.is_some()).map(|x| (i, x)))
-            .collect(),
+        Some(list) if !list.is_empty() => {
+            // Duplicates are found on the names as written, so a duplicate is reported even
+            // when one of the pair has other problems.
+            unique_names(&mut c, &list);
+            list.into_iter()
+                .enumerate()
+                .filter_map(|(i, raw)| integration(&mut c, i, raw, oidc.is_some()))
+                .collect()
+        }
         _ if from_file => {
             c.issue(
                 "integration",
@@ -246,16 +323,17 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
             );
             Vec::new()
         }
-        _ => vec![(0, default_integration())],
+        _ => vec![default_integration()],
     };
-    unique_names(&mut c, &integrations);
-    let integrations = integrations.into_iter().map(|(_, i)| i).collect();
 
     if c.issues.is_empty() {
         Ok(Config {
             server: ServerConfig {
                 listen,
                 api_token_file,
+                max_connections,
+                header_read_timeout,
+                body_read_timeout,
             },
             sandbox,
             oidc,
@@ -279,14 +357,16 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "cpus",
             "pids_limit",
             "blocked_addresses",
+            "max_running",
+            "history",
+            "images",
         ],
     );
     let image = c.text_or("sandbox.image", raw.image.as_ref(), DEFAULT_SANDBOX_IMAGE);
-    if image.trim().is_empty() {
-        c.issue(
-            "sandbox.image",
-            "must name an image such as \"autoheal-sandbox:latest\"",
-        );
+    check_image_reference(c, "sandbox.image", &image);
+    let images = c.list("sandbox.images", raw.images.as_ref(), &[]);
+    for (i, reference) in images.iter().enumerate() {
+        check_image_reference(c, &format!("sandbox.images[{i}]"), reference);
     }
     let network = c.text_or(
         "sandbox.network",
@@ -338,6 +418,20 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         raw.blocked_addresses.as_ref(),
         &DEFAULT_BLOCKED_ADDRESSES,
     );
+    let max_running = c.bounded(
+        "sandbox.max_running",
+        raw.max_running.as_ref(),
+        DEFAULT_MAX_RUNNING,
+        1..=1024,
+        "each sandbox may take sandbox.memory and sandbox.cpus of this host",
+    );
+    let history = c.bounded(
+        "sandbox.history",
+        raw.history.as_ref(),
+        DEFAULT_HISTORY,
+        0..=100_000,
+        "finished sandboxes are kept in memory",
+    );
     SandboxConfig {
         image,
         network,
@@ -346,6 +440,20 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         cpus,
         pids_limit,
         blocked_addresses,
+        max_running: max_running as usize,
+        history: history as usize,
+        images,
+    }
+}
+
+fn check_image_reference(c: &mut Checker, key: &str, reference: &str) {
+    if reference.len() > MAX_IMAGE_REFERENCE || !IMAGE_REFERENCE.is_match(reference) {
+        c.issue(
+            key,
+            format!(
+                "not an image reference: {reference:?} (such as \"autoheal-sandbox:latest\" or \"registry.example:5000/team/tools:1.2\")"
+            ),
+        );
     }
 }
 
@@ -497,6 +605,17 @@ fn integration(
         ),
         _ => {}
     }
+    if let (Some(role), Some(account)) = (&role_arn, &account_id)
+        && role.account_id() != *account
+    {
+        c.issue(
+            at("role_arn"),
+            format!(
+                "the role belongs to account {} but account_id is {account}: the assumed role must be in the account the integration reads (the instance may be in another)",
+                role.account_id()
+            ),
+        );
+    }
     if external_id.is_some() && raw.role_arn.is_none() {
         c.issue(
             at("external_id"),
@@ -555,18 +674,24 @@ fn session_duration_rules(
     }
 }
 
-/// `integrations` holds each valid integration with its index in the file.
-fn unique_names(c: &mut Checker, integrations: &[(usize, IntegrationConfig)]) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, integration) in integrations {
-        if let Some(first) = seen.insert(&integration.name, *i) {
+/// Every name used twice, as written (`integration[i].name`).
+fn unique_names(c: &mut Checker, list: &[RawIntegration]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in list.iter().enumerate() {
+        let name = match &raw.name {
+            Some(Scalar::Text(name)) => name.clone(),
+            Some(Scalar::Int(n)) => n.to_string(),
+            _ => continue,
+        };
+        if let Some(first) = seen.get(&name) {
             c.issue(
                 format!("integration[{i}].name"),
                 format!(
-                    "duplicate name {:?} (also used by integration[{first}]); names must be unique",
-                    integration.name
+                    "duplicate name {name:?} (also used by integration[{first}]); names must be unique"
                 ),
             );
+        } else {
+            seen.insert(name, i);
         }
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
@@ -18,9 +19,10 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use tokio::task::JoinHandle;
 
 use super::SandboxError;
+use super::backend::{Ended, ImageFacts, ManagedContainer, SandboxBackend, Started};
+use super::metadata_block::MetadataBlock;
 use super::spec::{Captured, ContainerSpec, LABEL_MANAGED, LABEL_SANDBOX};
 use crate::config::Cidr;
 
@@ -32,13 +34,6 @@ const TMPFS: &str = "rw,noexec,nosuid,nodev,size=64m";
 const LOG_MAX_SIZE: &str = "16m";
 /// How long a stopped container gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE_SECS: i32 = 2;
-
-/// A started container and the task collecting its output.
-#[derive(Debug)]
-pub struct Started {
-    pub id: String,
-    pub output: JoinHandle<Result<(Captured, Captured), SandboxError>>,
-}
 
 /// Reads a container's multiplexed output to its end, keeping at most `cap` bytes per stream.
 async fn collect<S>(mut stream: S, cap: usize) -> Result<(Captured, Captured), SandboxError>
@@ -84,20 +79,11 @@ fn docker_err(action: &str, err: DockerError) -> SandboxError {
 
 impl DockerBackend {
     /// Connects to the local engine (`DOCKER_HOST`, else `/var/run/docker.sock`). Connecting
-    /// is lazy: a missing engine shows in [`DockerBackend::ping`], not here.
+    /// is lazy: a missing engine shows in [`SandboxBackend::ping`], not here.
     pub fn connect(output_cap: usize) -> Result<Self, SandboxError> {
         let docker =
             Docker::connect_with_defaults().map_err(|e| docker_err("connect to Docker", e))?;
         Ok(Self { docker, output_cap })
-    }
-
-    /// Does the engine answer?
-    pub async fn ping(&self) -> Result<(), SandboxError> {
-        self.docker
-            .ping()
-            .await
-            .map(|_| ())
-            .map_err(|e| docker_err("ping the Docker engine", e))
     }
 
     /// Creates the sandbox bridge network when it does not exist, and answers its IP
@@ -161,10 +147,86 @@ impl DockerBackend {
         Ok(Some(subnets))
     }
 
-    /// Creates the container, attaches to its output, and starts it. Answers its id and the
-    /// task collecting its output (attached before start, so not a byte is missed; it ends
-    /// when the container's streams close).
-    pub async fn start(&self, spec: &ContainerSpec) -> Result<Started, SandboxError> {
+    async fn exit_code(&self, id: &str) -> Result<i64, SandboxError> {
+        let info = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| docker_err(&format!("inspect sandbox container {id}"), e))?;
+        Ok(info.state.and_then(|s| s.exit_code).unwrap_or(-1))
+    }
+}
+
+/// The hardening every sandbox container gets (pure, so it is unit-tested).
+fn host_config(spec: &ContainerSpec) -> HostConfig {
+    HostConfig {
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([("/tmp".to_owned(), TMPFS.to_owned())])),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        memory: Some(spec.limits.memory.as_u64() as i64),
+        memory_swap: Some(spec.limits.memory.as_u64() as i64),
+        nano_cpus: Some((spec.limits.cpus * 1e9) as i64),
+        pids_limit: Some(i64::from(spec.limits.pids)),
+        init: Some(true),
+        network_mode: Some(spec.limits.network.clone()),
+        privileged: Some(false),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+                ("max-file".to_owned(), "1".to_owned()),
+            ])),
+        }),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl SandboxBackend for DockerBackend {
+    async fn ping(&self) -> Result<(), SandboxError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| docker_err("ping the Docker engine", e))
+    }
+
+    async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError> {
+        let subnets = self.ensure_network(network).await?;
+        MetadataBlock::new(blocked.to_vec())
+            .ensure(network, &subnets)
+            .await
+    }
+
+    async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {
+        let inspected = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| match e {
+                DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                } => SandboxError::ImageMissing(image.to_owned()),
+                other => docker_err(&format!("inspect image {image}"), other),
+            })?;
+        let id = inspected.id.ok_or_else(|| SandboxError::Docker {
+            action: format!("inspect image {image}"),
+            message: "the engine answered without the image's id".into(),
+        })?;
+        let volumes = inspected
+            .config
+            .and_then(|config| config.volumes)
+            .unwrap_or_default();
+        Ok(ImageFacts { id, volumes })
+    }
+
+    /// Creates the container, attaches to its output, and starts it (attached before start,
+    /// so not a byte is missed; the output task ends when the container's streams close).
+    async fn start(&self, spec: &ContainerSpec) -> Result<Started, SandboxError> {
         let (entrypoint, args) = spec
             .command
             .split_first()
@@ -174,27 +236,6 @@ impl DockerBackend {
             .iter()
             .map(|(k, v)| format!("{k}={}", v.expose()))
             .collect();
-        let host_config = HostConfig {
-            readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([("/tmp".to_owned(), TMPFS.to_owned())])),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            memory: Some(spec.limits.memory.as_u64() as i64),
-            memory_swap: Some(spec.limits.memory.as_u64() as i64),
-            nano_cpus: Some((spec.limits.cpus * 1e9) as i64),
-            pids_limit: Some(i64::from(spec.limits.pids)),
-            init: Some(true),
-            network_mode: Some(spec.limits.network.clone()),
-            privileged: Some(false),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
-            }),
-            ..Default::default()
-        };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: Some(vec![entrypoint.clone()]),
@@ -205,7 +246,7 @@ impl DockerBackend {
             labels: Some(spec.labels().into_iter().collect()),
             attach_stdout: Some(false),
             attach_stderr: Some(false),
-            host_config: Some(host_config),
+            host_config: Some(host_config(spec)),
             ..Default::default()
         };
         let options = CreateContainerOptionsBuilder::new()
@@ -235,7 +276,10 @@ impl DockerBackend {
             Ok(attached) => attached,
             Err(e) => {
                 let _ = self.remove(&created.id).await;
-                return Err(docker_err("attach to the sandbox's output", e));
+                return Err(docker_err(
+                    &format!("attach to sandbox container {}", created.id),
+                    e,
+                ));
             }
         };
         let output = tokio::spawn(collect(attached.output, self.output_cap));
@@ -249,49 +293,44 @@ impl DockerBackend {
         {
             output.abort();
             let _ = self.remove(&created.id).await;
-            return Err(docker_err("start the sandbox container", e));
+            return Err(docker_err(
+                &format!("start sandbox container {}", created.id),
+                e,
+            ));
         }
         Ok(Started {
-            id: created.id,
+            container: created.id,
             output,
         })
     }
 
-    /// Waits for the container to exit, or stops it at `deadline`. Answers the exit code and
-    /// whether the deadline ended it.
-    pub async fn wait(&self, id: &str, deadline: Instant) -> Result<(i64, bool), SandboxError> {
+    async fn wait(&self, id: &str, deadline: Instant) -> Result<Ended, SandboxError> {
         let options = WaitContainerOptionsBuilder::new()
             .condition("not-running")
             .build();
         let mut stream = self.docker.wait_container(id, Some(options));
         let left = deadline.saturating_duration_since(Instant::now());
+        let exited = |exit_code| Ended {
+            exit_code,
+            timed_out: false,
+        };
         match tokio::time::timeout(left, stream.next()).await {
-            Ok(Some(Ok(answer))) => Ok((answer.status_code, false)),
+            Ok(Some(Ok(answer))) => Ok(exited(answer.status_code)),
             // bollard reports a non-zero exit as an error carrying the code.
-            Ok(Some(Err(DockerError::DockerContainerWaitError { code, .. }))) => Ok((code, false)),
-            Ok(Some(Err(e))) => Err(docker_err("wait for the sandbox", e)),
-            Ok(None) => Ok((self.exit_code(id).await?, false)),
+            Ok(Some(Err(DockerError::DockerContainerWaitError { code, .. }))) => Ok(exited(code)),
+            Ok(Some(Err(e))) => Err(docker_err(&format!("wait for sandbox container {id}"), e)),
+            Ok(None) => Ok(exited(self.exit_code(id).await?)),
             Err(_deadline) => {
                 self.stop(id).await?;
-                Ok((self.exit_code(id).await?, true))
+                Ok(Ended {
+                    exit_code: self.exit_code(id).await?,
+                    timed_out: true,
+                })
             }
         }
     }
 
-    async fn exit_code(&self, id: &str) -> Result<i64, SandboxError> {
-        let info = self
-            .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .map_err(|e| docker_err("inspect the sandbox", e))?;
-        Ok(info.state.and_then(|s| s.exit_code).unwrap_or(-1))
-    }
-
-    /// Stops the container: SIGTERM, then SIGKILL after a short grace.
-    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+    async fn stop(&self, id: &str) -> Result<(), SandboxError> {
         let options = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
             .build();
@@ -302,12 +341,11 @@ impl DockerBackend {
                 status_code: 304 | 404,
                 ..
             }) => Ok(()),
-            Err(e) => Err(docker_err("stop the sandbox", e)),
+            Err(e) => Err(docker_err(&format!("stop sandbox container {id}"), e)),
         }
     }
 
-    /// Removes the container (and its anonymous volumes), stopped or not.
-    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+    async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -318,12 +356,11 @@ impl DockerBackend {
                 status_code: 404 | 409,
                 ..
             }) => Ok(()),
-            Err(e) => Err(docker_err("remove the sandbox", e)),
+            Err(e) => Err(docker_err(&format!("remove sandbox container {id}"), e)),
         }
     }
 
-    /// Every container labelled as ours, running or not: `(container id, sandbox id)`.
-    pub async fn managed_containers(&self) -> Result<Vec<(String, String)>, SandboxError> {
+    async fn managed_containers(&self) -> Result<Vec<ManagedContainer>, SandboxError> {
         let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -338,18 +375,58 @@ impl DockerBackend {
             .into_iter()
             .filter_map(|c| {
                 let sandbox = c.labels.as_ref()?.get(LABEL_SANDBOX)?.clone();
-                Some((c.id?, sandbox))
+                Some(ManagedContainer {
+                    container: c.id?,
+                    sandbox,
+                })
             })
             .collect())
     }
+}
 
-    /// Stops and removes every container a previous daemon left behind; answers how many.
-    pub async fn reap_orphans(&self) -> Result<usize, SandboxError> {
-        let orphans = self.managed_containers().await?;
-        for (id, sandbox) in &orphans {
-            tracing::warn!(container = %id, sandbox = %sandbox, "removing a sandbox left behind by an earlier run");
-            self.remove(id).await?;
-        }
-        Ok(orphans.len())
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytesize::ByteSize;
+
+    use super::*;
+    use crate::sandbox::Limits;
+
+    #[test]
+    fn every_container_is_hardened() {
+        let spec = ContainerSpec {
+            sandbox_id: "0123456789ab".into(),
+            integration: "prod".into(),
+            image: "sha256:abc".into(),
+            command: vec!["autoheal".into()],
+            env: BTreeMap::new(),
+            limits: Limits {
+                memory: ByteSize::mib(512),
+                cpus: 0.5,
+                pids: 64,
+                network: "autoheal-sandbox".into(),
+            },
+        };
+        let config = host_config(&spec);
+        assert_eq!(config.readonly_rootfs, Some(true));
+        assert_eq!(config.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            config.security_opt,
+            Some(vec!["no-new-privileges:true".to_owned()])
+        );
+        assert_eq!(config.privileged, Some(false));
+        assert_eq!(config.init, Some(true));
+        assert_eq!(
+            config.memory, config.memory_swap,
+            "no swap beyond the limit"
+        );
+        assert_eq!(config.nano_cpus, Some(500_000_000));
+        assert_eq!(config.pids_limit, Some(64));
+        assert!(
+            config.binds.is_none() && config.mounts.is_none(),
+            "no mounts"
+        );
+        assert_eq!(config.network_mode.as_deref(), Some("autoheal-sandbox"));
     }
 }

@@ -35,13 +35,39 @@ pub enum SandboxError {
     /// The daemon is draining (503).
     #[error("the daemon is shutting down and starts no new sandboxes")]
     ShuttingDown,
+    /// `sandbox.max_running` sandboxes run already (429 with `Retry-After`); nothing started.
+    #[error(
+        "{max_running} sandboxes are running, the most sandbox.max_running allows; retry in {}s",
+        retry_after.as_secs()
+    )]
+    AtCapacity {
+        max_running: usize,
+        retry_after: std::time::Duration,
+    },
+    /// The request named an image the configuration does not allow (400).
+    #[error("image {image:?} is not allowed: sandboxes may run {} (sandbox.image, sandbox.images)", allowed.join(", "))]
+    ImageNotAllowed { image: String, allowed: Vec<String> },
+    /// The image declares volumes: each would be a writable disk of unbounded size beside the
+    /// read-only root, so it is refused (400).
+    #[error(
+        "image {image:?} declares VOLUME {}: a declared volume would be a writable, unbounded disk next to the read-only root, so autoheal refuses it; build the image without VOLUME (scripts/build-sandbox-image does)",
+        volumes.join(", ")
+    )]
+    ImageDeclaresVolumes { image: String, volumes: Vec<String> },
+    /// A bug or a crashed task (500).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl SandboxError {
     /// The HTTP status the API answers with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) => 400,
+            Self::BadRequest(_)
+            | Self::ImageNotAllowed { .. }
+            | Self::ImageDeclaresVolumes { .. } => 400,
+            Self::AtCapacity { .. } => 429,
+            Self::Internal(_) => 500,
             Self::UnknownIntegration { .. } | Self::NotFound(_) => 404,
             Self::Credentials(CredentialError::UnknownIntegration { .. }) => 404,
             Self::Credentials(_)
@@ -64,6 +90,18 @@ impl SandboxError {
             Self::Docker { .. } => "docker_unavailable",
             Self::MetadataBlock { .. } => "metadata_block_unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::AtCapacity { .. } => "too_many_sandboxes",
+            Self::ImageNotAllowed { .. } => "image_not_allowed",
+            Self::ImageDeclaresVolumes { .. } => "image_declares_volumes",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Seconds a client should wait before trying again, when that is the answer.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::AtCapacity { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }

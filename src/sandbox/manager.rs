@@ -1,31 +1,37 @@
-//! The sandbox manager: turns a request into a running container with credentials that
-//! outlive it, watches it to its end, and keeps what became of it for the API.
+//! The sandbox manager: admits a request, turns it into a running container with
+//! credentials that outlive it, watches it to its end, and keeps what became of it.
 //!
-//! The lifetime rule: a sandbox's deadline never falls after its credentials' expiry. The
-//! manager asks the broker for credentials valid for the timeout plus a start margin; when
-//! the source cannot give that much (instance-role credentials close to rotation), it
-//! shortens the deadline to what the credentials allow and says so in the answer.
+//! The rules it enforces, whatever the backend:
+//! - **admission**: at most `sandbox.max_running` sandboxes start or run at once (beyond it:
+//!   [`SandboxError::AtCapacity`], nothing started); only images of `sandbox.images`, and
+//!   none that declares a `VOLUME`;
+//! - **lifetime**: a sandbox's deadline never falls after its credentials' expiry. The
+//!   moment `t0` is taken before credentials are asked for; they must stay valid for the
+//!   timeout plus [`START_MARGIN`] from `t0`, and the deadline is `t0 + timeout` — so the
+//!   deadline the answer shows is the one enforced, however long network set-up and the
+//!   start take. When the source cannot give that much, the deadline is shortened and the
+//!   answer says so;
+//! - **no orphan**: a start runs as its own task (a client hanging up cannot cancel it
+//!   halfway), shutdown waits for starts in flight before stopping everything, and a
+//!   periodic reconcile removes containers the daemon lost track of (the engine went away
+//!   while they ran).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-use tokio::sync::watch;
-
 use super::SandboxError;
-
-type OutputTask =
-    tokio::task::JoinHandle<Result<(super::spec::Captured, super::spec::Captured), SandboxError>>;
-use super::docker::DockerBackend;
-use super::metadata_block::MetadataBlock;
+use super::backend::{OutputTask, SandboxBackend};
+use super::info::{SandboxInfo, SandboxRequest, SandboxState};
+use super::registry::{Record, Registry, Slot};
 use super::spec::{ContainerSpec, Limits, rfc3339};
-use crate::config::{Config, IntegrationConfig, Secret};
+use crate::config::{Config, IntegrationConfig, SandboxConfig, Secret};
 use crate::credentials::{CredentialBroker, CredentialError};
 use crate::lifecycle::LiveConfig;
 
-/// Time to create and start a container and hand it its credentials.
+/// Time to set up the network, create and start a container: credentials must stay valid
+/// this much longer than the sandbox's timeout.
 pub const START_MARGIN: Duration = Duration::from_secs(30);
 /// A sandbox shorter than this is not worth starting on shortened credentials.
 const MIN_USEFUL_LIFETIME: Duration = Duration::from_secs(30);
@@ -33,169 +39,98 @@ const MIN_USEFUL_LIFETIME: Duration = Duration::from_secs(30);
 pub const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;
 /// How long after the exit the output streams may take to close.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(10);
-/// Longest argv accepted.
-const MAX_ARGS: usize = 256;
-
-/// What a caller asks for.
-#[derive(Debug, Clone)]
-pub struct SandboxRequest {
-    pub integration: String,
-    pub command: Vec<String>,
-    pub image: Option<String>,
-    pub timeout: Option<Duration>,
-    /// Extra environment; `AWS_*` and `AUTOHEAL_*` are reserved.
-    pub env: BTreeMap<String, String>,
-}
-
-/// Where a sandbox is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SandboxState {
-    Running,
-    Exited,
-    TimedOut,
-    Stopped,
-    Failed,
-}
-
-/// A sandbox as the API shows it. No secret: the environment is not echoed.
-#[derive(Debug, Clone, Serialize)]
-pub struct SandboxInfo {
-    pub id: String,
-    pub integration: String,
-    pub image: String,
-    pub command: Vec<String>,
-    pub state: SandboxState,
-    pub created_at: String,
-    /// When the sandbox is stopped at the latest (RFC 3339).
-    pub deadline: String,
-    /// Why the deadline is earlier than asked, when it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deadline_note: Option<String>,
-    /// When the injected credentials expire (always after `deadline`).
-    pub credentials_expire_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<String>,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    pub timed_out: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug)]
-struct Record {
-    info: Mutex<SandboxInfo>,
-    container: String,
-    stop_requested: AtomicBool,
-    done: watch::Sender<bool>,
-}
+/// What a 429 tells the caller to wait: a tool call's sandbox ends in about a second.
+pub const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Pause between tries to reach the engine about a running sandbox it stopped answering for.
+const WAIT_RETRY: Duration = Duration::from_secs(1);
+/// How often the engine is checked; after it comes back, lost containers are reaped.
+pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts, watches, lists and stops sandboxes.
 #[derive(Debug)]
 pub struct SandboxManager {
-    backend: DockerBackend,
+    backend: Arc<dyn SandboxBackend>,
     live: Arc<LiveConfig>,
-    records: Mutex<BTreeMap<String, Arc<Record>>>,
+    registry: Registry,
+    /// Sandbox ids between "slot taken" and "record inserted": their containers may exist
+    /// although no record does yet, so reconcile must leave them alone.
+    starting: Mutex<HashSet<String>>,
     draining: AtomicBool,
+    /// Held shared by every start in flight; shutdown takes it exclusively to wait for them.
+    starts_in_flight: tokio::sync::RwLock<()>,
 }
 
 impl SandboxManager {
     /// A manager that takes its integrations, sandbox settings and broker from `live`
     /// each time it starts a sandbox (so a reload applies to the next one).
-    pub fn new(backend: DockerBackend, live: Arc<LiveConfig>) -> Self {
+    pub fn new(backend: Arc<dyn SandboxBackend>, live: Arc<LiveConfig>) -> Self {
         Self {
             backend,
             live,
-            records: Mutex::new(BTreeMap::new()),
+            registry: Registry::default(),
+            starting: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
+            starts_in_flight: tokio::sync::RwLock::new(()),
         }
     }
 
-    pub fn backend(&self) -> &DockerBackend {
+    pub fn backend(&self) -> &Arc<dyn SandboxBackend> {
         &self.backend
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Record>>> {
-        self.records.lock().expect("sandbox records lock")
-    }
-
-    /// Starts a sandbox; answers as soon as its container runs.
+    /// Starts a sandbox; answers as soon as its container runs. The start runs as its own
+    /// task, so a caller that goes away cannot leave a container half-started.
     pub async fn create(
         self: &Arc<Self>,
         request: SandboxRequest,
     ) -> Result<SandboxInfo, SandboxError> {
+        let manager = self.clone();
+        tokio::spawn(async move { manager.start(request).await })
+            .await
+            .map_err(|join| SandboxError::Internal(format!("the start task failed: {join}")))?
+    }
+
+    async fn start(self: Arc<Self>, request: SandboxRequest) -> Result<SandboxInfo, SandboxError> {
+        let _in_flight = self.starts_in_flight.read().await;
         if self.draining.load(Ordering::SeqCst) {
             return Err(SandboxError::ShuttingDown);
         }
         let generation = self.live.current();
         let sandbox = &generation.config.sandbox;
         let integration = integration(&generation.config, &request.integration)?.clone();
-        validate(&request, sandbox.max_lifetime)?;
+        request.validate(sandbox.max_lifetime)?;
+        let image = admitted_image(sandbox, request.image.as_deref())?;
+        let slot = self
+            .registry
+            .reserve(sandbox.max_running)
+            .ok_or(SandboxError::AtCapacity {
+                max_running: sandbox.max_running,
+                retry_after: RETRY_AFTER,
+            })?;
+
+        let t0 = (Instant::now(), SystemTime::now());
         let asked = request.timeout.unwrap_or(sandbox.max_lifetime);
         let (credentials, timeout, deadline_note) =
             credentials_for(&generation.broker, &integration, asked).await?;
+        let facts = self.backend.inspect_image(&image).await?;
+        if !facts.volumes.is_empty() {
+            return Err(SandboxError::ImageDeclaresVolumes {
+                image,
+                volumes: facts.volumes,
+            });
+        }
+        self.backend
+            .prepare_network(&sandbox.network, &sandbox.blocked_addresses)
+            .await?;
 
         let id = new_id();
-        let now = SystemTime::now();
         let expires = credentials.expiry();
-        let mut env: BTreeMap<String, Secret> = request
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
-            .collect();
-        env.insert(
-            "AWS_ACCESS_KEY_ID".into(),
-            Secret::new(credentials.access_key_id()),
-        );
-        env.insert(
-            "AWS_SECRET_ACCESS_KEY".into(),
-            Secret::new(credentials.secret_access_key()),
-        );
-        if let Some(token) = credentials.session_token() {
-            env.insert("AWS_SESSION_TOKEN".into(), Secret::new(token));
-        }
-        env.insert(
-            "AWS_REGION".into(),
-            Secret::new(integration.region.as_str()),
-        );
-        env.insert(
-            "AWS_DEFAULT_REGION".into(),
-            Secret::new(integration.region.as_str()),
-        );
-        if let Some(expiry) = expires {
-            env.insert(
-                "AWS_CREDENTIAL_EXPIRATION".into(),
-                Secret::new(humantime::format_rfc3339_seconds(expiry).to_string()),
-            );
-        }
-        env.insert(
-            "AUTOHEAL_INTEGRATION".into(),
-            Secret::new(integration.name.clone()),
-        );
-        if let Some(account) = &integration.account_id {
-            env.insert("AUTOHEAL_ACCOUNT_ID".into(), Secret::new(account.as_str()));
-        }
-        if let Some(endpoint) = &integration.endpoint_url {
-            env.insert("AWS_ENDPOINT_URL".into(), Secret::new(endpoint.clone()));
-        }
-
-        let image = request
-            .image
-            .clone()
-            .unwrap_or_else(|| sandbox.image.clone());
         let spec = ContainerSpec {
             sandbox_id: id.clone(),
             integration: integration.name.clone(),
-            image: image.clone(),
+            image: facts.id,
             command: request.command.clone(),
-            env,
+            env: environment(&request, &integration, &credentials),
             limits: Limits {
                 memory: sandbox.memory,
                 cpus: sandbox.cpus,
@@ -203,22 +138,23 @@ impl SandboxManager {
                 network: sandbox.network.clone(),
             },
         };
-        let subnets = self.backend.ensure_network(&sandbox.network).await?;
-        MetadataBlock::new(sandbox.blocked_addresses.clone())
-            .ensure(&sandbox.network, &subnets)
-            .await?;
-        let started = Instant::now();
-        let deadline = started + timeout;
-        let started_container = self.backend.start(&spec).await?;
-        let container = started_container.id;
+        self.starting().insert(id.clone());
+        let started = self.backend.start(&spec).await;
+        let started = match started {
+            Ok(started) => started,
+            Err(err) => {
+                self.starting().remove(&id);
+                return Err(err);
+            }
+        };
         let info = SandboxInfo {
             id: id.clone(),
             integration: integration.name.clone(),
             image,
             command: request.command,
             state: SandboxState::Running,
-            created_at: rfc3339(now),
-            deadline: rfc3339(now + timeout),
+            created_at: rfc3339(t0.1),
+            deadline: rfc3339(t0.1 + timeout),
             deadline_note,
             credentials_expire_at: expires.map(rfc3339).unwrap_or_else(|| "never".into()),
             exit_code: None,
@@ -226,198 +162,302 @@ impl SandboxManager {
             stderr: None,
             stdout_truncated: false,
             stderr_truncated: false,
+            output_dropped: false,
             duration_ms: None,
             timed_out: false,
             error: None,
         };
-        let record = Arc::new(Record {
-            info: Mutex::new(info.clone()),
-            container,
-            stop_requested: AtomicBool::new(false),
-            done: watch::channel(false).0,
-        });
-        self.records().insert(id.clone(), record.clone());
+        let record = Arc::new(Record::new(info.clone(), started.container));
+        self.registry.insert(id.clone(), record.clone());
+        self.starting().remove(&id);
         tracing::info!(sandbox = %id, integration = %integration.name, timeout_s = timeout.as_secs(), "sandbox started");
+        let history = sandbox.history;
         let manager = self.clone();
-        let output = started_container.output;
-        tokio::spawn(async move { manager.watch(record, output, started, deadline).await });
+        let deadline = t0.0 + timeout;
+        tokio::spawn(async move {
+            manager
+                .watch(id, record, started.output, slot, deadline, history)
+                .await
+        });
         Ok(info)
     }
 
-    /// Follows one sandbox to its end, then records the outcome and removes the container.
-    async fn watch(
-        &self,
-        record: Arc<Record>,
-        output: OutputTask,
-        started: Instant,
-        deadline: Instant,
-    ) {
-        let outcome = self.backend.wait(&record.container, deadline).await;
-        // The streams close when the container exits; a stuck stream must not hold us.
-        let output = match tokio::time::timeout(OUTPUT_DRAIN, output).await {
-            Ok(Ok(collected)) => collected,
-            Ok(Err(join)) => Err(SandboxError::Docker {
-                action: "collect the sandbox's output".into(),
-                message: join.to_string(),
-            }),
-            Err(_) => Err(SandboxError::Docker {
-                action: "collect the sandbox's output".into(),
-                message: format!(
-                    "the output did not end within {}s of the exit",
-                    OUTPUT_DRAIN.as_secs()
-                ),
-            }),
-        };
-        let removed = self.backend.remove(&record.container).await;
-        {
-            let mut info = record.info.lock().expect("sandbox info lock");
-            info.duration_ms = Some(started.elapsed().as_millis() as u64);
-            match outcome {
-                Ok((code, timed_out)) => {
-                    info.exit_code = Some(code);
-                    info.timed_out = timed_out;
-                    info.state = if timed_out {
-                        SandboxState::TimedOut
-                    } else if record.stop_requested.load(Ordering::SeqCst) {
-                        SandboxState::Stopped
-                    } else {
-                        SandboxState::Exited
-                    };
-                }
-                Err(err) => {
-                    info.state = SandboxState::Failed;
-                    info.error = Some(err.to_string());
-                }
-            }
-            match output {
-                Ok((stdout, stderr)) => {
-                    info.stdout = Some(stdout.text);
-                    info.stdout_truncated = stdout.truncated;
-                    info.stderr = Some(stderr.text);
-                    info.stderr_truncated = stderr.truncated;
-                }
-                Err(err) => info.error = Some(err.to_string()),
-            }
-            if let Err(err) = removed {
-                tracing::warn!(sandbox = %info.id, error = %err, "could not remove a finished sandbox");
-            }
-            tracing::info!(sandbox = %info.id, state = ?info.state, exit_code = ?info.exit_code, "sandbox ended");
-        }
-        // `send_replace` stores the value even when nobody is subscribed yet.
-        record.done.send_replace(true);
+    fn starting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.starting.lock().expect("starting set lock")
     }
 
-    /// Waits until the sandbox ends; answers its final state.
+    /// Follows one sandbox to its end, then records the outcome and removes the container.
+    /// The slot is given back only once the container is gone.
+    async fn watch(
+        &self,
+        id: String,
+        record: Arc<Record>,
+        output: OutputTask,
+        slot: Slot,
+        deadline: Instant,
+        history: usize,
+    ) {
+        let started = Instant::now();
+        let outcome = self.wait_through_outages(&record.container, deadline).await;
+        let output = match tokio::time::timeout(OUTPUT_DRAIN, output).await {
+            Ok(Ok(collected)) => collected,
+            Ok(Err(join)) => Err(SandboxError::Internal(format!(
+                "collecting the sandbox's output failed: {join}"
+            ))),
+            Err(_) => Err(SandboxError::Internal(format!(
+                "the output did not end within {}s of the exit",
+                OUTPUT_DRAIN.as_secs()
+            ))),
+        };
+        let removed = self.backend.remove(&record.container).await;
+        let mut info = (*record.snapshot()).clone();
+        info.duration_ms = Some(started.elapsed().as_millis() as u64);
+        match outcome {
+            Ok(ended) => {
+                info.exit_code = Some(ended.exit_code);
+                info.timed_out = ended.timed_out;
+                info.state = if ended.timed_out {
+                    SandboxState::TimedOut
+                } else if record.stop_requested.load(Ordering::SeqCst) {
+                    SandboxState::Stopped
+                } else {
+                    SandboxState::Exited
+                };
+            }
+            Err(err) => {
+                info.state = SandboxState::Failed;
+                info.error = Some(err.to_string());
+            }
+        }
+        match output {
+            Ok((stdout, stderr)) => {
+                info.stdout = Some(stdout.text.into());
+                info.stdout_truncated = stdout.truncated;
+                info.stderr = Some(stderr.text.into());
+                info.stderr_truncated = stderr.truncated;
+            }
+            Err(err) => info.error = Some(err.to_string()),
+        }
+        if let Err(err) = removed {
+            tracing::warn!(sandbox = %id, error = %err, "could not remove a finished sandbox; it is reaped once the engine answers");
+        }
+        tracing::info!(sandbox = %id, state = ?info.state, exit_code = ?info.exit_code, "sandbox ended");
+        self.registry.finish(&id, &record, info, history);
+        drop(slot);
+    }
+
+    /// Waits for the container's end; when the engine stops answering, keeps trying until
+    /// the deadline (the engine may come back), then gives up with the last error.
+    async fn wait_through_outages(
+        &self,
+        container: &str,
+        deadline: Instant,
+    ) -> Result<super::backend::Ended, SandboxError> {
+        loop {
+            match self.backend.wait(container, deadline).await {
+                Ok(ended) => return Ok(ended),
+                Err(err) if Instant::now() >= deadline => {
+                    // Stopping may work again by now; if not, reconcile reaps it later.
+                    let _ = self.backend.stop(container).await;
+                    return Err(err);
+                }
+                Err(err) => {
+                    tracing::warn!(%container, error = %err, "lost contact with a running sandbox; retrying");
+                    tokio::time::sleep(WAIT_RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Waits until the sandbox ends; answers its final state (with its output).
     pub async fn wait(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
         let record = self.record(id)?;
-        let mut done = record.done.subscribe();
-        let _ = done.wait_for(|finished| *finished).await;
-        Ok(record.info.lock().expect("sandbox info lock").clone())
+        Ok((*record.ended().await).clone())
     }
 
     fn record(&self, id: &str) -> Result<Arc<Record>, SandboxError> {
-        self.records()
+        self.registry
             .get(id)
-            .cloned()
             .ok_or_else(|| SandboxError::NotFound(id.to_owned()))
     }
 
+    /// The whole record of one sandbox, output included while it is kept.
     pub fn get(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
-        Ok(self
-            .record(id)?
-            .info
-            .lock()
-            .expect("sandbox info lock")
-            .clone())
+        Ok((*self.record(id)?.snapshot()).clone())
     }
 
+    /// Every sandbox known, running and finished, without output.
     pub fn list(&self) -> Vec<SandboxInfo> {
-        self.records()
-            .values()
-            .map(|r| r.info.lock().expect("sandbox info lock").clone())
-            .collect()
+        let mut all: Vec<SandboxInfo> = self
+            .registry
+            .all()
+            .iter()
+            .map(|r| r.snapshot().summary())
+            .collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        all
     }
 
     /// Stops a running sandbox; answers once it has ended.
     pub async fn stop(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
         let record = self.record(id)?;
-        if !*record.done.borrow() {
+        if !record.finished() {
             record.stop_requested.store(true, Ordering::SeqCst);
             self.backend.stop(&record.container).await?;
         }
-        self.wait(id).await
+        Ok((*record.ended().await).clone())
     }
 
-    /// Number of sandboxes still running.
+    /// Sandboxes starting or running now.
     pub fn running(&self) -> usize {
-        self.records()
-            .values()
-            .filter(|r| !*r.done.borrow())
-            .count()
+        self.registry.slots_taken()
     }
 
-    /// Stops accepting, lets running sandboxes finish for up to `grace`, then stops the rest
-    /// and waits until every container is gone.
+    /// Records kept (running and finished), for tests and metrics.
+    pub fn known(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Stops accepting; waits for starts in flight (each is bounded by its own timeouts);
+    /// lets running sandboxes finish for up to `grace`, then stops the rest and waits until
+    /// every container is gone.
     pub async fn shutdown(&self, grace: Duration) {
         self.draining.store(true, Ordering::SeqCst);
-        let pending: Vec<Arc<Record>> = self.records().values().cloned().collect();
+        let began = Instant::now();
+        let _no_more_starts = self.starts_in_flight.write().await;
+        let pending = self.registry.all();
         let all_done = async {
             for record in &pending {
-                let mut done = record.done.subscribe();
-                let _ = done.wait_for(|finished| *finished).await;
+                record.ended().await;
             }
         };
-        if tokio::time::timeout(grace, all_done).await.is_err() {
+        let left = grace.saturating_sub(began.elapsed());
+        if tokio::time::timeout(left, all_done).await.is_err() {
             for record in &pending {
-                if !*record.done.borrow() {
+                if !record.finished() {
                     record.stop_requested.store(true, Ordering::SeqCst);
                     let _ = self.backend.stop(&record.container).await;
                 }
             }
             for record in &pending {
-                let mut done = record.done.subscribe();
-                let _ = done.wait_for(|finished| *finished).await;
+                record.ended().await;
+            }
+        }
+    }
+
+    /// Removes every container of ours that no running sandbox of this manager owns: what
+    /// a previous daemon left behind (at start-up), or what this one lost track of while
+    /// the engine was away. Answers how many were removed.
+    pub async fn reap_orphans(&self) -> Result<usize, SandboxError> {
+        let containers = self.backend.managed_containers().await?;
+        let mut reaped = 0;
+        for container in containers {
+            let owned = self.starting().contains(&container.sandbox)
+                || self
+                    .registry
+                    .get(&container.sandbox)
+                    .is_some_and(|r| !r.finished());
+            if owned {
+                continue;
+            }
+            tracing::warn!(container = %container.container, sandbox = %container.sandbox, "removing a sandbox container no running sandbox owns");
+            self.backend.remove(&container.container).await?;
+            reaped += 1;
+        }
+        Ok(reaped)
+    }
+
+    /// Checks the engine every [`HEALTH_CHECK_EVERY`]; when it answers again after an
+    /// outage, reaps what was lost meanwhile. Runs until the task is aborted.
+    pub async fn run_health_checks(self: Arc<Self>) {
+        let mut was_down = false;
+        loop {
+            tokio::time::sleep(HEALTH_CHECK_EVERY).await;
+            match self.backend.ping().await {
+                Err(err) => {
+                    if !was_down {
+                        tracing::warn!(error = %err, "the container engine stopped answering; new sandboxes are refused until it is back");
+                    }
+                    was_down = true;
+                }
+                Ok(()) if was_down => {
+                    was_down = false;
+                    match self.reap_orphans().await {
+                        Ok(n) => {
+                            tracing::info!(reaped = n, "the container engine answers again")
+                        }
+                        Err(err) => {
+                            was_down = {
+                                tracing::warn!(error = %err, "the engine answers but listing failed");
+                                true
+                            }
+                        }
+                    }
+                }
+                Ok(()) => {}
             }
         }
     }
 }
 
-fn validate(request: &SandboxRequest, max_lifetime: Duration) -> Result<(), SandboxError> {
-    let bad = |m: String| Err(SandboxError::BadRequest(m));
-    if request.command.is_empty() || request.command[0].is_empty() {
-        return bad(
-            "command: must name a program, such as [\"autoheal\", \"tool\", \"whoami\"]".into(),
+/// The image a request may run: its own choice when `sandbox.images` lists it, else the
+/// configured one.
+fn admitted_image(sandbox: &SandboxConfig, asked: Option<&str>) -> Result<String, SandboxError> {
+    match asked {
+        None => Ok(sandbox.image.clone()),
+        Some(image) if image == sandbox.image || sandbox.images.iter().any(|i| i == image) => {
+            Ok(image.to_owned())
+        }
+        Some(image) => Err(SandboxError::ImageNotAllowed {
+            image: image.to_owned(),
+            allowed: allowed_images(sandbox),
+        }),
+    }
+}
+
+fn allowed_images(sandbox: &SandboxConfig) -> Vec<String> {
+    let mut allowed = vec![sandbox.image.clone()];
+    for image in &sandbox.images {
+        if !allowed.contains(image) {
+            allowed.push(image.clone());
+        }
+    }
+    allowed
+}
+
+/// The container's environment: the request's extras, then the contract's variables.
+fn environment(
+    request: &SandboxRequest,
+    integration: &IntegrationConfig,
+    credentials: &aws_credential_types::Credentials,
+) -> BTreeMap<String, Secret> {
+    let mut env: BTreeMap<String, Secret> = request
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+        .collect();
+    let mut set = |key: &str, value: &str| env.insert(key.to_owned(), Secret::new(value));
+    set("AWS_ACCESS_KEY_ID", credentials.access_key_id());
+    set("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key());
+    if let Some(token) = credentials.session_token() {
+        set("AWS_SESSION_TOKEN", token);
+    }
+    set("AWS_REGION", integration.region.as_str());
+    set("AWS_DEFAULT_REGION", integration.region.as_str());
+    if let Some(expiry) = credentials.expiry() {
+        set(
+            "AWS_CREDENTIAL_EXPIRATION",
+            &humantime::format_rfc3339_seconds(expiry).to_string(),
         );
     }
-    if request.command.len() > MAX_ARGS {
-        return bad(format!("command: at most {MAX_ARGS} arguments"));
+    set("AUTOHEAL_INTEGRATION", &integration.name);
+    if let Some(account) = &integration.account_id {
+        set("AUTOHEAL_ACCOUNT_ID", account.as_str());
     }
-    if let Some(timeout) = request.timeout {
-        if timeout.is_zero() {
-            return bad("timeout: must be longer than zero".into());
-        }
-        if timeout > max_lifetime {
-            return bad(format!(
-                "timeout: {} is longer than sandbox.max_lifetime ({})",
-                humantime::format_duration(timeout),
-                humantime::format_duration(max_lifetime)
-            ));
-        }
+    if let Some(endpoint) = &integration.endpoint_url {
+        set("AWS_ENDPOINT_URL", endpoint);
     }
-    for key in request.env.keys() {
-        let valid = !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !key.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            return bad(format!("env: {key:?} is not a valid variable name"));
-        }
-        if key.starts_with("AWS_") || key.starts_with("AUTOHEAL_") {
-            return bad(format!(
-                "env: {key} is reserved: the daemon sets AWS_* and AUTOHEAL_* itself"
-            ));
-        }
-    }
-    Ok(())
+    env
 }
 
 /// 12 hex digits: short enough to type, random enough never to collide on one host.
@@ -473,3 +513,6 @@ async fn credentials_for(
         Err(err) => Err(err.into()),
     }
 }
+
+#[cfg(test)]
+mod tests;

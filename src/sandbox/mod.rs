@@ -1,25 +1,40 @@
 //! The sandbox runtime: short-lived, hardened containers that receive an integration's
 //! credentials as environment variables, valid for their whole life.
 //!
-//! - `spec.rs`: what one container is (argv, env, limits, labels) and how it ended;
-//! - `docker.rs`: the Docker backend (bollard) — hardening, deadline, output cap, orphans;
+//! - `info.rs`: what a caller asks for (checked up front) and what the API shows;
+//! - `spec.rs`: what one container is (argv, env, limits, labels);
+//! - `backend.rs`: the seam — what runs containers, as a trait;
+//! - `docker.rs`: the Docker backend (bollard) — hardening, deadline, output cap;
 //! - `metadata_block.rs`: the firewall rule that keeps bridge sandboxes away from IMDS;
-//! - `manager.rs`: the lifetime rule, the registry of sandboxes, stop and drain;
+//! - `registry.rs`: running sandboxes, the bounded history, admission slots;
+//! - `manager.rs`: admission, the lifetime rule, watch, stop, drain, reconcile;
+//! - `fake.rs`, `faulty.rs`: a backend without Docker and a failure-injecting wrapper, so
+//!   the manager's rules are tested without the engine or root;
 //! - `error.rs`: failures with their HTTP status and what to do.
 //!
-//! Docker is the only backend built; a cluster backend (Kubernetes Jobs, ECS tasks) would
-//! implement what `DockerBackend` offers the manager.
+//! Docker is the only real backend; a cluster backend (Kubernetes Jobs, ECS tasks) would
+//! implement [`SandboxBackend`].
 
+mod backend;
 mod docker;
 mod error;
+mod fake;
+mod faulty;
+mod info;
 mod manager;
 mod metadata_block;
+mod registry;
 mod spec;
 
+pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
 pub use docker::{DockerBackend, SANDBOX_USER};
 pub use error::SandboxError;
+pub use fake::FakeBackend;
+pub use faulty::{FaultyBackend, Operation};
+pub use info::{SandboxInfo, SandboxRequest, SandboxState};
 pub use manager::{
-    DEFAULT_OUTPUT_CAP, START_MARGIN, SandboxInfo, SandboxManager, SandboxRequest, SandboxState,
+    DEFAULT_OUTPUT_CAP, HEALTH_CHECK_EVERY, RETRY_AFTER, START_MARGIN, SandboxManager,
 };
 pub use metadata_block::{MetadataBlock, RULE_COMMENT};
+pub use registry::HISTORY_OUTPUT_BUDGET;
 pub use spec::{Captured, ContainerSpec, LABEL_INTEGRATION, LABEL_MANAGED, LABEL_SANDBOX, Limits};

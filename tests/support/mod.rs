@@ -136,7 +136,7 @@ impl TestBed {
     pub async fn sandbox_manager(&self, config: &Config) -> Arc<SandboxManager> {
         let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
         let broker = self.broker(&config.integrations, policy).await;
-        let backend = DockerBackend::connect(DEFAULT_OUTPUT_CAP).expect("docker");
+        let backend = Arc::new(DockerBackend::connect(DEFAULT_OUTPUT_CAP).expect("docker"));
         let live = LiveConfig::new(config.clone(), Arc::new(broker));
         Arc::new(SandboxManager::new(backend, Arc::new(live)))
     }

@@ -1,0 +1,84 @@
+//! The seam between the sandbox manager and whatever runs containers.
+//!
+//! The manager decides (limits, lifetime, credentials, admission, drain); a backend only
+//! carries out: make the network ready and fenced, look at an image, start a container,
+//! wait for it, stop it, remove it, list what it owns. Docker (`docker.rs`) is the one built;
+//! a cluster backend (Kubernetes Jobs, ECS tasks) would implement the same trait. Tests use
+//! `FakeBackend` (no Docker, no root) and wrap any backend in `FaultyBackend` to make a
+//! chosen operation fail, so the manager's rules are tested without the engine.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+
+use super::SandboxError;
+use super::spec::{Captured, ContainerSpec};
+use crate::config::Cidr;
+
+/// The task collecting a container's stdout and stderr; it ends when the streams close.
+pub type OutputTask = JoinHandle<Result<(Captured, Captured), SandboxError>>;
+
+/// A started container and the task collecting its output.
+#[derive(Debug)]
+pub struct Started {
+    /// The backend's id of the container.
+    pub container: String,
+    pub output: OutputTask,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub exit_code: i64,
+    /// True when the deadline, not the program, ended it.
+    pub timed_out: bool,
+}
+
+/// What the manager needs to know about an image before it runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// The content-addressed id (`sha256:…`): containers are created from it, so a tag moved
+    /// between the check and the start cannot swap in an unchecked image.
+    pub id: String,
+    /// Paths the image declares as `VOLUME`s.
+    pub volumes: Vec<String>,
+}
+
+/// A container the backend runs for us (found by its `autoheal.managed` label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedContainer {
+    pub container: String,
+    /// The sandbox id from its label.
+    pub sandbox: String,
+}
+
+/// What runs sandbox containers.
+#[async_trait]
+pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
+    /// Does the engine answer?
+    async fn ping(&self) -> Result<(), SandboxError>;
+
+    /// Makes `network` ready for a sandbox: it exists, and nothing on it can reach the
+    /// `blocked` addresses. Idempotent; called before every start, so a rule lost to a
+    /// firewall reload comes back.
+    async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError>;
+
+    /// The image's id and declared volumes; [`SandboxError::ImageMissing`] when absent.
+    async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError>;
+
+    /// Creates and starts the container, collecting its output from the first byte.
+    async fn start(&self, spec: &ContainerSpec) -> Result<Started, SandboxError>;
+
+    /// Waits for the container to exit, or stops it at `deadline`.
+    async fn wait(&self, container: &str, deadline: Instant) -> Result<Ended, SandboxError>;
+
+    /// Stops the container (a short grace, then kill). Already stopped or gone is fine.
+    async fn stop(&self, container: &str) -> Result<(), SandboxError>;
+
+    /// Removes the container, stopped or not. Already gone is fine.
+    async fn remove(&self, container: &str) -> Result<(), SandboxError>;
+
+    /// Every container of ours, running or not.
+    async fn managed_containers(&self) -> Result<Vec<ManagedContainer>, SandboxError>;
+}
