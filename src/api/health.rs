@@ -1,5 +1,9 @@
 //! `/healthz` (the process serves), `/readyz` (credentials and Docker are there), and
 //! `/metrics` (Prometheus text, names prefixed `autoheal_`).
+//!
+//! These three answer without a token (probes and scrapers have none), so they say *what*
+//! is wrong by integration name and failure kind only: no account ID, role ARN or STS
+//! message — those are under the authenticated `GET /v1/integrations`.
 
 use std::time::SystemTime;
 
@@ -10,37 +14,57 @@ use serde_json::json;
 
 use super::AppState;
 use super::response::{Body, json, text};
+use crate::credentials::{Health, rfc3339};
 
 pub fn healthz() -> Response<Body> {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// 200 when every integration holds unexpired credentials and Docker answers; else 503
-/// with every reason.
+/// 200 when every integration holds unexpired credentials and Docker answers (with
+/// `degraded` listing integrations served from still-valid credentials while their source
+/// fails); else 503 with every reason.
 pub async fn readyz(state: &AppState) -> Response<Body> {
     let now = SystemTime::now();
     let mut reasons = Vec::new();
+    let mut degraded = Vec::new();
     for credentials in state.live.current().broker.states() {
-        if !credentials.is_valid(now) {
-            let why = credentials
-                .last_error
-                .as_ref()
-                .map(|e| format!("{} ({}). Hint: {}", e.message, e.kind, e.hint))
-                .unwrap_or_else(|| "no credentials yet".into());
-            reasons.push(format!("integration {}: {why}", credentials.integration));
+        let kind = credentials
+            .last_error
+            .as_ref()
+            .map(|e| e.kind.to_string())
+            .unwrap_or_else(|| "not fetched yet".into());
+        match credentials.health(now) {
+            Health::Healthy => {}
+            Health::Degraded => degraded.push(format!(
+                "integration {}: the last refresh failed ({kind}); serving credentials valid until {}",
+                credentials.integration,
+                credentials.expires_at.map(rfc3339).unwrap_or_default()
+            )),
+            Health::Unavailable => reasons.push(format!(
+                "integration {}: no valid credentials ({kind}); details: GET /v1/integrations or `autoheal check`",
+                credentials.integration
+            )),
         }
     }
-    if let Err(err) = state.sandboxes.backend().ping().await {
-        reasons.push(err.to_string());
+    if state.sandboxes.backend().ping().await.is_err() {
+        reasons.push(
+            "the Docker engine does not answer: sandboxes cannot start (is it running, and its socket reachable?)"
+                .to_owned(),
+        );
     }
-    if reasons.is_empty() {
-        json(StatusCode::OK, &json!({"ready": true}))
+    let mut answer = json!({"ready": reasons.is_empty()});
+    if !reasons.is_empty() {
+        answer["reasons"] = json!(reasons);
+    }
+    if !degraded.is_empty() {
+        answer["degraded"] = json!(degraded);
+    }
+    let status = if reasons.is_empty() {
+        StatusCode::OK
     } else {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"ready": false, "reasons": reasons}),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &answer)
 }
 
 pub fn metrics(state: &AppState) -> Response<Body> {
@@ -52,7 +76,18 @@ pub fn metrics(state: &AppState) -> Response<Body> {
     );
     let running: Gauge = Gauge::default();
     running.set(state.sandboxes.running() as i64);
-    registry.register("sandboxes_running", "Sandboxes running now", running);
+    registry.register(
+        "sandboxes_running",
+        "Sandboxes starting or running now (at most sandbox.max_running)",
+        running,
+    );
+    let known: Gauge = Gauge::default();
+    known.set(state.sandboxes.known() as i64);
+    registry.register(
+        "sandboxes_known",
+        "Sandboxes remembered, running and finished (finished ones at most sandbox.history)",
+        known,
+    );
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &registry).expect("metrics encode");
     text(

@@ -19,7 +19,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use serde::Serialize;
 
 use super::clock::Clock;
-use super::error::{CredentialError, FailureKind, SourceFailure, classify, timed_out};
+use super::error::{CredentialError, FailureKind, SourceFailure, classify, hint, timed_out};
 use super::schedule::{RefreshPolicy, backoff, until_refresh};
 use crate::config::IntegrationConfig;
 
@@ -57,6 +57,18 @@ pub struct CredentialState {
     pub failures: BTreeMap<FailureKind, u64>,
 }
 
+/// How an integration's credentials stand, for readiness and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Valid credentials, and the last refresh worked.
+    Healthy,
+    /// Still-valid credentials are served, but the last refresh failed (static stability).
+    Degraded,
+    /// No valid credentials.
+    Unavailable,
+}
+
 impl CredentialState {
     /// True while the integration holds credentials that have not expired (credentials
     /// without an expiry count once fetched).
@@ -67,12 +79,40 @@ impl CredentialState {
         }
     }
 
+    /// Healthy, degraded (serving still-valid credentials while the source fails), or
+    /// unavailable.
+    pub fn health(&self, now: SystemTime) -> Health {
+        match (self.is_valid(now), &self.last_error) {
+            (false, _) => Health::Unavailable,
+            (true, Some(_)) => Health::Degraded,
+            (true, None) => Health::Healthy,
+        }
+    }
+
     /// Seconds until the credentials on hand expire (negative once expired).
     pub fn seconds_to_expiry(&self, now: SystemTime) -> Option<f64> {
         self.expires_at.map(|at| match at.duration_since(now) {
             Ok(left) => left.as_secs_f64(),
             Err(past) => -past.duration().as_secs_f64(),
         })
+    }
+}
+
+/// The failure of a source that answered with credentials already past their expiry.
+fn expired(
+    expiry: Option<SystemTime>,
+    now: SystemTime,
+    integration: &IntegrationConfig,
+) -> SourceFailure {
+    let at = expiry.unwrap_or(now);
+    let ago = now.duration_since(at).unwrap_or_default().as_secs();
+    SourceFailure {
+        kind: FailureKind::ExpiredCredentials,
+        message: format!(
+            "the credential source answered with credentials that expired at {} ({ago}s ago)",
+            rfc3339(at)
+        ),
+        hint: hint(FailureKind::ExpiredCredentials, integration),
     }
 }
 
@@ -227,6 +267,9 @@ impl CredentialCache {
         let mut state = self.lock();
         state.upstream_calls += 1;
         let failure = match outcome {
+            Ok(Ok(stale)) if stale.expiry().is_some_and(|at| at <= self.clock.now()) => {
+                expired(stale.expiry(), self.clock.now(), &self.integration)
+            }
             Ok(Ok(fresh)) => {
                 let now = self.clock.now();
                 let keeps_newer = match (

@@ -29,6 +29,9 @@ pub enum FailureKind {
     ImdsUnreachable,
     /// IMDS answered with an error status (500, 429 throttling, 401).
     ImdsError,
+    /// The source answered with credentials that had already expired (IMDS during an
+    /// outage of EC2's rotation): refused, never passed on with an invented expiry.
+    ExpiredCredentials,
     /// STS refused `AssumeRole` (trust policy, permission, wrong ARN, external ID).
     AssumeRoleDenied,
     /// STS failed otherwise.
@@ -55,6 +58,7 @@ impl FailureKind {
             Self::NoRoleAttached => "no_role_attached",
             Self::ImdsUnreachable => "imds_unreachable",
             Self::ImdsError => "imds_error",
+            Self::ExpiredCredentials => "expired_credentials",
             Self::AssumeRoleDenied => "assume_role_denied",
             Self::StsError => "sts_error",
             Self::Timeout => "timeout",
@@ -295,6 +299,12 @@ pub fn hint(kind: FailureKind, integration: &IntegrationConfig) -> String {
         FailureKind::ImdsError => "IMDS answered with an error (throttling or a fault). autoheal retries with \
              backoff and keeps serving still-valid credentials meanwhile; if it persists, check \
              the instance's metadata options (tokens required, hop limit)."
+            .into(),
+        FailureKind::ExpiredCredentials => "the credential source served credentials that had already expired. On EC2 \
+             this means the instance profile's credentials are not being rotated (an IMDS or EC2 \
+             problem); autoheal keeps serving credentials that are still valid, refuses sandboxes \
+             it cannot cover, and retries with backoff. If it lasts, check the instance's IAM role \
+             association (aws ec2 describe-iam-instance-profile-associations) and the host's clock."
             .into(),
         FailureKind::AssumeRoleDenied => format!(
             "sts:AssumeRole on {role} was denied. Check: (1) the role's trust policy in account {} \

@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::cache::CredentialState;
+use super::cache::{CredentialState, Health};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IntegrationLabel {
@@ -34,6 +34,7 @@ pub fn register(registry: &mut Registry, states: &[CredentialState], now: System
     let failures = Family::<FailureLabels, Counter>::default();
     let expiry = Family::<IntegrationLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let healthy = Family::<IntegrationLabel, Gauge>::default();
+    let degraded = Family::<IntegrationLabel, Gauge>::default();
     for state in states {
         let label = IntegrationLabel {
             integration: state.integration.clone(),
@@ -54,6 +55,9 @@ pub fn register(registry: &mut Registry, states: &[CredentialState], now: System
         healthy
             .get_or_create(&label)
             .set(i64::from(state.is_valid(now)));
+        degraded
+            .get_or_create(&label)
+            .set(i64::from(state.health(now) == Health::Degraded));
     }
     registry.register(
         "credential_refreshes",
@@ -79,6 +83,11 @@ pub fn register(registry: &mut Registry, states: &[CredentialState], now: System
         "credential_valid",
         "1 while the integration holds unexpired credentials",
         healthy,
+    );
+    registry.register(
+        "credential_degraded",
+        "1 while still-valid credentials are served but the last refresh failed",
+        degraded,
     );
 }
 
@@ -112,6 +121,7 @@ mod tests {
             "autoheal_credential_refresh_failures_total{integration=\"prod\",kind=\"imds_unreachable\"} 2",
             "autoheal_credential_seconds_to_expiry{integration=\"prod\"} 1200.0",
             "autoheal_credential_valid{integration=\"prod\"} 1",
+            "autoheal_credential_degraded{integration=\"prod\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

@@ -18,7 +18,7 @@ mod source;
 mod web_identity;
 
 pub use broker::CredentialBroker;
-pub use cache::{CredentialCache, CredentialState, rfc3339};
+pub use cache::{CredentialCache, CredentialState, Health, rfc3339};
 pub use error::{CredentialError, FailureKind, SourceFailure, classify, hint, timed_out};
 pub use schedule::RefreshPolicy;
 pub use source::{InstanceRole, provider_for, sdk_config, session_name};

@@ -11,17 +11,19 @@
 //!
 //! None of them caches: the lifetime-aware cache in front (`cache.rs`) decides when to call.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
+use aws_smithy_async::time::StaticTimeSource;
 
 use super::web_identity::WebIdentity;
 use crate::config::{AuthMethod, IntegrationConfig};
@@ -128,13 +130,17 @@ pub fn session_name(integration: &str) -> String {
     clean
 }
 
-/// The instance role through IMDSv2, asked afresh on every call.
+/// The instance role through IMDSv2, asked afresh on every call, with the expiry IMDS gave.
 ///
-/// `ImdsCredentialsProvider` hands back its last credentials when IMDS fails (and stretches
-/// their expiry when they are stale). Good for a plain SDK client, wrong for us: the cache in
-/// front must see the failure to report it, back off, and never hand out credentials whose
-/// real expiry is too near. So each call uses a new provider over one shared IMDS client
-/// (which keeps the session token).
+/// `ImdsCredentialsProvider` does two things that are right for a plain SDK client and wrong
+/// for us: it hands back its last credentials when IMDS fails, and when IMDS serves a
+/// document whose `Expiration` has passed it invents a new one, now + 15–20 minutes
+/// (`maybe_extend_expiration`). The cache in front must see the failure and the *real*
+/// expiry, or it would give a sandbox expired keys with a made-up lifetime. So each call
+/// uses a new provider (no last credentials) over one shared IMDS client (which keeps the
+/// session token), and that provider's clock is frozen at the epoch: it asks its clock only
+/// to decide whether an expiry has passed, so it never extends one, and the cache — on the
+/// real clock — sees the document's own `Expiration`.
 #[derive(Debug, Clone)]
 pub struct InstanceRole {
     client: ImdsClient,
@@ -178,7 +184,10 @@ impl ProvideCredentials for InstanceRole {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
+            let never_extend = ProviderConfig::without_region()
+                .with_time_source(StaticTimeSource::new(SystemTime::UNIX_EPOCH));
             ImdsCredentialsProvider::builder()
+                .configure(&never_extend)
                 .imds_client(self.client.clone())
                 .build()
                 .provide_credentials()

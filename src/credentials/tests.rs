@@ -24,6 +24,8 @@ struct FakeSource {
     calls: Arc<AtomicU64>,
     ttl_secs: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
+    /// Answers credentials that expired ten minutes ago (IMDS during a rotation outage).
+    stale: Arc<AtomicBool>,
     /// Each call takes this long (lets concurrent callers pile up).
     latency: Duration,
 }
@@ -35,6 +37,7 @@ impl FakeSource {
             calls: Arc::new(AtomicU64::new(0)),
             ttl_secs: Arc::new(AtomicU64::new(3600)),
             failing: Arc::new(AtomicBool::new(false)),
+            stale: Arc::new(AtomicBool::new(false)),
             latency: Duration::from_millis(20),
         }
     }
@@ -56,11 +59,16 @@ impl FakeSource {
                     ));
                 }
                 let ttl = Duration::from_secs(source.ttl_secs.load(Ordering::SeqCst));
+                let expiry = if source.stale.load(Ordering::SeqCst) {
+                    source.clock.now() - Duration::from_secs(600)
+                } else {
+                    source.clock.now() + ttl
+                };
                 Ok(Credentials::new(
                     format!("ASIAFAKE{n:012}"),
                     SECRET,
                     Some("session-token".into()),
-                    Some(source.clock.now() + ttl),
+                    Some(expiry),
                     "fake",
                 ))
             }
@@ -124,6 +132,39 @@ async fn refreshes_first_when_the_credentials_on_hand_are_too_short_lived() {
         .duration_since(clock.now())
         .unwrap();
     assert!(left >= Duration::from_secs(900));
+}
+
+#[tokio::test]
+async fn credentials_served_already_expired_are_refused_and_the_state_says_degraded() {
+    let (clock, source, cache) = setup();
+    let good = cache.valid_for(Duration::from_secs(900)).await.unwrap();
+    source.stale.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(50 * 60)); // 10 minutes left on the good ones
+
+    let err = cache.valid_for(Duration::from_secs(900)).await.unwrap_err();
+    assert_eq!(err.kind(), Some(FailureKind::ExpiredCredentials), "{err}");
+    assert!(err.to_string().contains("expired at"), "{err}");
+    let state = cache.state();
+    assert_eq!(state.health(clock.now()), Health::Degraded);
+    assert_eq!(
+        state.expires_at,
+        good.expiry(),
+        "the real expiry, never an invented one"
+    );
+    let still = cache.valid_for(Duration::from_secs(300)).await.unwrap();
+    assert_eq!(
+        still.access_key_id(),
+        good.access_key_id(),
+        "static stability"
+    );
+
+    clock.advance(Duration::from_secs(11 * 60));
+    assert_eq!(cache.state().health(clock.now()), Health::Unavailable);
+    assert!(cache.valid_for(Duration::from_secs(60)).await.is_err());
+
+    source.stale.store(false, Ordering::SeqCst);
+    cache.valid_for(Duration::from_secs(900)).await.unwrap();
+    assert_eq!(cache.state().health(clock.now()), Health::Healthy);
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //! cannot leave it behind.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

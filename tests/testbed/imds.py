@@ -12,7 +12,9 @@ follows EC2's documented behaviour:
   full credentials JSON. The credentials are minted by moto's STS (in this process), so they
   work against moto, and rotate `rotate_before` seconds ahead of their expiry like EC2's.
 * Fault modes switchable at run time: `down` (connection refused), `slow` (delay), `error500`,
-  `throttle` (429), `no_role` (404 on the role listing, as on an instance without a profile).
+  `throttle` (429), `no_role` (404 on the role listing, as on an instance without a profile),
+  `stale` (the credentials document says they expired `STALE_SECONDS` ago, as EC2 can
+  during an outage of its credential rotation).
 
 Counters (token PUTs, credential GETs) let tests prove how often a client really called.
 """
@@ -29,7 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-MODES = ("ok", "down", "slow", "error500", "throttle", "no_role")
+MODES = ("ok", "down", "slow", "error500", "throttle", "no_role", "stale")
+STALE_SECONDS = 600
 MAX_TOKEN_TTL = 21600
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -285,6 +288,9 @@ def _make_handler(emulator: ImdsEmulator):
                 with state.lock:
                     state.counters["credential_gets"] += 1
                 creds = emulator.credentials()
+                with state.lock:
+                    stale = state.mode == "stale"
+                expiration = _now() - dt.timedelta(seconds=STALE_SECONDS) if stale else creds.expires_at
                 doc = {
                     "Code": "Success",
                     "LastUpdated": _iso(creds.issued_at),
@@ -292,7 +298,7 @@ def _make_handler(emulator: ImdsEmulator):
                     "AccessKeyId": creds.access_key_id,
                     "SecretAccessKey": creds.secret_access_key,
                     "Token": creds.session_token,
-                    "Expiration": _iso(creds.expires_at),
+                    "Expiration": _iso(expiration),
                 }
                 self._reply(200, json.dumps(doc, indent=2))
                 return
