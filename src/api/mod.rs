@@ -37,6 +37,7 @@ use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
 use connections::{AcceptBackoff, Admission, ConnectionTable};
 pub use response::{ApiError, Body};
+pub use sandboxes::parse_create_body;
 
 /// Request bodies larger than this are refused (413): a sandbox request is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -35,9 +35,23 @@ fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-pub async fn create(state: &AppState, body: &[u8], wait: bool) -> Result<Response<Body>, ApiError> {
-    let body: CreateBody =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+/// Parses the body of `POST /v1/sandboxes` into a request; an error (400) names the field.
+pub fn parse_create_body(body: &[u8]) -> Result<SandboxRequest, ApiError> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let body: CreateBody = serde_path_to_error::deserialize(&mut reader).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            bad(format!("invalid JSON body: {inner}"))
+        } else if path == "." {
+            bad(format!("body: {inner}"))
+        } else {
+            bad(format!("{path}: {inner}"))
+        }
+    })?;
+    reader
+        .end()
+        .map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let timeout = match body.timeout {
         None => None,
         Some(TimeoutValue::Seconds(s)) => Some(Duration::from_secs(s)),
@@ -47,13 +61,17 @@ pub async fn create(state: &AppState, body: &[u8], wait: bool) -> Result<Respons
             ))
         })?),
     };
-    let request = SandboxRequest {
+    Ok(SandboxRequest {
         integration: body.integration,
         command: body.command,
         image: body.image,
         timeout,
         env: body.env,
-    };
+    })
+}
+
+pub async fn create(state: &AppState, body: &[u8], wait: bool) -> Result<Response<Body>, ApiError> {
+    let request = parse_create_body(body)?;
     let started = state.sandboxes.create(request).await?;
     if wait {
         let finished = state.sandboxes.wait(&started.id).await?;

@@ -85,6 +85,7 @@ pub struct ToolEntry {
     pub description: &'static str,
     pub iam_actions: &'static [&'static str],
     schema: fn() -> Value,
+    check: fn(Value) -> Result<(), ToolError>,
     run: for<'a> fn(&'a AwsContext, Value) -> Running<'a>,
 }
 
@@ -96,6 +97,7 @@ impl ToolEntry {
             description: T::DESCRIPTION,
             iam_actions: T::IAM_ACTIONS,
             schema: args::schema_of::<T::Args>,
+            check: |args| args::parse::<T::Args>(args).map(drop),
             run: run_json::<T>,
         }
     }
@@ -103,6 +105,12 @@ impl ToolEntry {
     /// The JSON Schema of the arguments.
     pub fn input_schema(&self) -> Value {
         (self.schema)()
+    }
+
+    /// Checks the arguments against the tool's types without calling AWS; an error names
+    /// the argument.
+    pub fn check_args(&self, args: Value) -> Result<(), ToolError> {
+        (self.check)(args)
     }
 
     /// Checks the arguments, runs the tool, and prunes the answer (no nulls, no empties).

@@ -1,0 +1,228 @@
+//! The API served in this process over the fake sandbox backend: thousands of sandboxes
+//! without Docker (memory stays flat), and what the unauthenticated endpoints may say when
+//! credentials degrade. One test binary of its own, so the RSS it measures is its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use autoheal::api::{self, ApiLimits, AppState};
+use autoheal::config::{Secret, load_from_str};
+use autoheal::credentials::clock::SystemClock;
+use autoheal::credentials::{CredentialBroker, CredentialCache, RefreshPolicy};
+use autoheal::lifecycle::LiveConfig;
+use autoheal::sandbox::{FakeBackend, SandboxManager};
+use aws_credential_types::Credentials;
+use aws_credential_types::credential_fn::provide_credentials_fn;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "in-process-api-token-0123456789";
+/// Would show up if an account ID, role ARN or STS message leaked from /readyz or /metrics.
+const ROLE: &str = "arn:aws:iam::210987654321:role/AutohealCrossAccountRole";
+const STS_TEXT: &str = "User: arn:aws:sts::111111111111:assumed-role/x is not authorized";
+
+struct Served {
+    base: String,
+    http: reqwest::Client,
+    failing: Arc<AtomicBool>,
+    broker: Arc<CredentialBroker>,
+}
+
+/// The API on a free port, over `FakeBackend`, with one integration whose source the test
+/// can make fail.
+async fn serve(sandbox_toml: &str) -> Served {
+    let config = load_from_str(&format!(
+        "[sandbox]\n{sandbox_toml}\n[[integration]]\nname = \"prod\"\naccount_id = \"210987654321\"\nauth = \"instance_role\"\nrole_arn = \"{ROLE}\"\n"
+    ))
+    .unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let source = failing.clone();
+    let provider = SharedCredentialsProvider::new(provide_credentials_fn(move || {
+        let failing = source.load(Ordering::SeqCst);
+        async move {
+            if failing {
+                return Err(CredentialsError::provider_error(STS_TEXT));
+            }
+            Ok(Credentials::new(
+                "ASIAFAKE",
+                "fake-secret",
+                Some("fake-token".into()),
+                Some(SystemTime::now() + Duration::from_secs(3600)),
+                "test",
+            ))
+        }
+    }));
+    let cache = CredentialCache::new(
+        config.integrations[0].clone(),
+        provider,
+        Arc::new(SystemClock),
+        RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime),
+    );
+    let broker = Arc::new(CredentialBroker::with_caches(vec![cache]));
+    broker.prime().await;
+    let live = Arc::new(LiveConfig::new(config.clone(), broker.clone()));
+    let sandboxes = Arc::new(SandboxManager::new(
+        Arc::new(FakeBackend::new()),
+        live.clone(),
+    ));
+    let state = Arc::new(AppState {
+        live,
+        sandboxes,
+        token: Secret::new(TOKEN),
+        limits: ApiLimits::from(&config.server),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    Served {
+        base,
+        http: reqwest::Client::new(),
+        failing,
+        broker,
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_sandboxes_in_a_row_keep_memory_flat() {
+    let served = serve("").await;
+    // Three 15 KiB arguments echoed back: 45 KiB of output per sandbox, 90 MB in all.
+    let word = "x".repeat(15 * 1024);
+    let body = json!({"integration": "prod", "command": ["echo", word, word, word]}).to_string();
+    let mut marks = Vec::new();
+    for i in 1..=2000 {
+        let answer: Value = served
+            .http
+            .post(format!("{}/v1/sandboxes?wait=true", served.base))
+            .bearer_auth(TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["exit_code"], 0, "{answer}");
+        assert_eq!(
+            answer["stdout"].as_str().map(str::len),
+            Some(3 * 15 * 1024 + 3)
+        );
+        if i % 500 == 0 {
+            marks.push(rss_kib());
+        }
+    }
+    let list: Value = served
+        .http
+        .get(format!("{}/v1/sandboxes", served.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kept = list["sandboxes"].as_array().unwrap().len();
+    println!(
+        "2000 fake sandboxes, 45 KiB output each (90 MB in all): RSS after 500/1000/1500/2000 = {marks:?} KiB; {kept} kept"
+    );
+    assert_eq!(kept, 500, "sandbox.history's default");
+    let growth = marks[3].saturating_sub(marks[0]);
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew {growth} KiB from 500 to 2000 sandboxes (bound: 16 MiB; unbounded it would be ~66 MiB)"
+    );
+}
+
+#[tokio::test]
+async fn readiness_degrades_without_saying_accounts_roles_or_sts_text() {
+    let served = serve("").await;
+    let get = |path: &str| {
+        let request = served.http.get(format!("{}{path}", served.base));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, ready) = get("/readyz").await;
+    assert_eq!((status, ready.as_str()), (200, r#"{"ready":true}"#));
+
+    served.failing.store(true, Ordering::SeqCst);
+    let _ = served.broker.cache("prod").unwrap().refresh().await;
+    let (status, ready) = get("/readyz").await;
+    assert_eq!(
+        status, 200,
+        "still-valid credentials keep it ready: {ready}"
+    );
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert!(
+        ready["degraded"][0]
+            .as_str()
+            .unwrap()
+            .contains("integration prod"),
+        "{ready}"
+    );
+    let (_, metrics) = get("/metrics").await;
+    assert!(
+        metrics.contains("autoheal_credential_degraded{integration=\"prod\"} 1"),
+        "{metrics}"
+    );
+
+    for (path, text) in [("/readyz", ready.to_string()), ("/metrics", metrics)] {
+        for secret in [
+            "210987654321",
+            ROLE,
+            "111111111111",
+            "not authorized",
+            "fake-secret",
+        ] {
+            assert!(!text.contains(secret), "{path} says {secret:?}: {text}");
+        }
+    }
+    // The details are there for whoever holds the token.
+    let details = served
+        .http
+        .get(format!("{}/v1/integrations", served.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(details.contains("not authorized"), "{details}");
+}
+
+#[tokio::test]
+async fn beyond_max_running_the_api_answers_429_with_retry_after() {
+    let served = serve("max_running = 1").await;
+    let post = |body: &'static str| {
+        served
+            .http
+            .post(format!("{}/v1/sandboxes", served.base))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+    };
+    let first = post(r#"{"integration": "prod", "command": ["sleep", "30"]}"#)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let second = post(r#"{"integration": "prod", "command": ["true"]}"#)
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers()["retry-after"], "2");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_sandboxes");
+}
