@@ -10,8 +10,8 @@ use super::AppState;
 use super::response::{ApiError, Body, json};
 use crate::oidc;
 
-fn issuer(state: &AppState) -> Result<crate::oidc::SharedIssuer, ApiError> {
-    state.live.current().broker.issuer().cloned().ok_or_else(|| {
+fn issuer(state: &AppState) -> Result<std::sync::Arc<crate::oidc::Issuer>, ApiError> {
+    state.live.current().broker.issuer().map(|cell| cell.current()).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_issuer",

@@ -123,7 +123,15 @@ async fn reload_on_hangup(mut hup: Signal, path: Option<PathBuf>, live: Arc<Live
         tracing::info!("SIGHUP: reloading the configuration");
         match config::load(path.as_deref()) {
             Ok(config) => {
-                let summary = lifecycle::reload(&live, config).await;
+                let summary = match lifecycle::reload(&live, config).await {
+                    Ok(summary) => summary,
+                    Err(reason) => {
+                        tracing::error!(
+                            "configuration reload rejected, keeping the one in force: {reason}"
+                        );
+                        continue;
+                    }
+                };
                 tracing::info!(
                     added = ?summary.added,
                     removed = ?summary.removed,

@@ -14,7 +14,7 @@ use super::error::CredentialError;
 use super::schedule::RefreshPolicy;
 use super::source::{InstanceRole, IssuerState, provider_for};
 use crate::config::{AuthMethod, Config, IntegrationConfig};
-use crate::oidc::{Issuer, SharedIssuer};
+use crate::oidc::{Issuer, IssuerCell, SharedIssuer};
 
 #[derive(Debug)]
 pub struct CredentialBroker {
@@ -32,7 +32,7 @@ impl CredentialBroker {
         Self::new(
             &config.integrations,
             &InstanceRole::new(),
-            load_issuer(config),
+            load_issuer(config).map(|r| r.map(|i| Arc::new(IssuerCell::new(i)))),
             Arc::new(SystemClock),
             policy,
         )
@@ -81,12 +81,34 @@ impl CredentialBroker {
     /// The broker for a reloaded `config`: integrations whose settings did not change keep
     /// their cache (and so their credentials, with no upstream call); new or changed ones
     /// get a fresh cache. Answers it with the names of the fresh ones.
-    pub async fn successor(&self, config: &Config) -> (Self, Vec<String>) {
+    ///
+    /// The OIDC issuer is read again (new keys from `oidc keygen`, a changed `[oidc]`). When
+    /// only its keys changed, they are swapped into the issuer in force and OIDC
+    /// integrations keep their credentials. When `[oidc]` is configured but its keys cannot
+    /// be loaded (an unreadable key, say one `sudo oidc keygen` left owned by root), the
+    /// reload is refused as a whole: the generation in force keeps serving.
+    pub async fn successor(&self, config: &Config) -> Result<(Self, Vec<String>), String> {
         let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
         let instance_role = InstanceRole::new();
-        // The issuer is read again: new keys (`oidc keygen`) or a changed [oidc] section.
-        let issuer = load_issuer(config);
-        let issuer_changed = !same_issuer(&self.issuer, &issuer);
+        let (issuer, issuer_changed) = match (config.oidc.as_ref(), load_issuer(config)) {
+            (Some(_), Some(Err(reason))) => {
+                return Err(format!("the OIDC issuer's keys cannot be loaded: {reason}"));
+            }
+            (_, Some(Ok(loaded))) => match self.issuer() {
+                Some(cell) if same_identity(&cell.current(), &loaded) => {
+                    cell.replace(loaded);
+                    (Some(Ok(cell.clone())), false)
+                }
+                _ => (Some(Ok(Arc::new(IssuerCell::new(loaded)))), true),
+            },
+            (_, other) => {
+                let changed = self.issuer.is_some() || other.is_some();
+                (
+                    other.map(|r| r.map(|i| Arc::new(IssuerCell::new(i)))),
+                    changed,
+                )
+            }
+        };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut caches = BTreeMap::new();
         let mut fresh = Vec::new();
@@ -116,7 +138,7 @@ impl CredentialBroker {
             refreshers: Mutex::new(Vec::new()),
             issuer,
         };
-        (broker, fresh)
+        Ok((broker, fresh))
     }
 
     /// One first attempt for each of `names`, concurrently (see [`Self::prime`]).
@@ -186,7 +208,7 @@ impl Drop for CredentialBroker {
 }
 
 /// The issuer of `config`'s [oidc] section with the keys on disk (none is created here).
-fn load_issuer(config: &Config) -> IssuerState {
+fn load_issuer(config: &Config) -> Option<Result<Issuer, String>> {
     config.oidc.as_ref().map(|oidc| {
         Issuer::load(oidc)
             .map_err(|e| e.to_string())
@@ -197,30 +219,13 @@ fn load_issuer(config: &Config) -> IssuerState {
                     }
                     .to_string())
                 } else {
-                    Ok(Arc::new(issuer))
+                    Ok(issuer)
                 }
             })
     })
 }
 
-/// Whether two issuer states sign alike (same URL, audience and key IDs).
-fn same_issuer(a: &IssuerState, b: &IssuerState) -> bool {
-    let view = |s: &IssuerState| {
-        s.as_ref().map(|r| {
-            r.as_ref()
-                .map(|i| {
-                    (
-                        i.url.clone(),
-                        i.audience.clone(),
-                        i.keys
-                            .all()
-                            .iter()
-                            .map(|k| k.kid.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .map_err(Clone::clone)
-        })
-    };
-    view(a) == view(b)
+/// Whether two issuers are the same to STS (URL and audience): then only their keys differ.
+fn same_identity(a: &Issuer, b: &Issuer) -> bool {
+    a.url == b.url && a.audience == b.audience
 }

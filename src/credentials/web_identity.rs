@@ -49,6 +49,7 @@ impl WebIdentity {
     async fn exchange(&self) -> Result<Credentials, SdkError<AssumeRoleWithWebIdentityError>> {
         let token = self
             .issuer
+            .current()
             .token(&self.subject, DEFAULT_TOKEN_LIFETIME, SystemTime::now())
             .map_err(SdkError::construction_failure)?;
         let answer = self
@@ -106,7 +107,7 @@ mod tests {
     use super::*;
     use crate::config::load_from_str;
     use crate::credentials::{FailureKind, classify};
-    use crate::oidc::{Issuer, KeyAlgorithm, KeyRing};
+    use crate::oidc::{Issuer, IssuerCell, KeyAlgorithm, KeyRing};
 
     // moto gap (TESTING.md 3/4): moto accepts any web-identity token and answers 500 under
     // enforcement, so STS's rejections are replayed here.
@@ -141,7 +142,9 @@ mod tests {
             dir.display()
         ))
         .unwrap();
-        let issuer = Arc::new(Issuer::load(config.oidc.as_ref().unwrap()).unwrap());
+        let issuer = Arc::new(IssuerCell::new(
+            Issuer::load(config.oidc.as_ref().unwrap()).unwrap(),
+        ));
         let http = StaticReplayClient::new(events);
         let sdk = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())

@@ -157,13 +157,48 @@ impl KeyRing {
         file.write_all(pem.as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(dir_err)?;
+        hand_to_directory_owner(dir, &path)?;
         read_key(&path)
     }
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
 
+/// Gives a new key to whoever owns the key directory — the daemon's user — so a key made
+/// with `sudo autoheal oidc keygen` is one the daemon can read. When that cannot be done
+/// (not root, the directory someone else's), the key is removed and the error says how to
+/// make it as the right user.
+fn hand_to_directory_owner(dir: &Path, key: &Path) -> Result<(), OidcError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = fs::metadata(dir).map_err(|e| OidcError::KeyDir {
+        dir: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let made = fs::metadata(key).map_err(|e| OidcError::KeyDir {
+        dir: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if (made.uid(), made.gid()) == (owner.uid(), owner.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(key, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
+        let _ = fs::remove_file(key);
+        OidcError::KeyDir {
+            dir: dir.to_owned(),
+            reason: format!(
+                "the key directory belongs to uid {} but this process runs as uid {}, and the key \
+                 could not be handed over ({e}): the daemon could not read it. Run keygen as the \
+                 directory's owner (sudo -u autoheal autoheal oidc keygen)",
+                owner.uid(),
+                made.uid()
+            ),
+        }
+    })
+}
+
+impl KeyRing {
     pub fn all(&self) -> &[SigningKey] {
         &self.keys
     }
@@ -268,6 +303,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("autoheal-keys-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_key_made_by_another_user_goes_to_the_directory_owner_or_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("owner");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let me = fs::metadata(&dir).unwrap().uid();
+        // The daemon's user owns the directory; keygen runs as someone else (root via sudo).
+        let daemon_user = 65534;
+        if me == 0 {
+            std::os::unix::fs::chown(&dir, Some(daemon_user), Some(daemon_user)).unwrap();
+            let key = KeyRing::generate(&dir, KeyAlgorithm::Es256, SystemTime::now()).unwrap();
+            let meta = fs::metadata(&key.path).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (daemon_user, daemon_user));
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        } else {
+            // Not root: the directory cannot be given away, so the test makes the key's
+            // hand-over impossible the other way round and checks the refusal.
+            let err = hand_to_directory_owner(Path::new("/"), &dir).unwrap_err();
+            assert!(err.to_string().contains("sudo -u autoheal"), "{err}");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

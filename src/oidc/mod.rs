@@ -13,7 +13,7 @@ mod keys;
 mod token;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 pub use documents::{discovery, jwks, publish};
@@ -87,5 +87,27 @@ pub fn subject(integration: &str, sandbox: Option<&str>) -> String {
     }
 }
 
+/// The issuer in force, shared by the broker's sources and the API. A reload that only
+/// brings new keys (`autoheal oidc keygen`) swaps them in here, so the sources that sign
+/// with it — and the credentials they already hold — are kept.
+#[derive(Debug)]
+pub struct IssuerCell(RwLock<Arc<Issuer>>);
+
+impl IssuerCell {
+    pub fn new(issuer: Issuer) -> Self {
+        Self(RwLock::new(Arc::new(issuer)))
+    }
+
+    /// The issuer now (a snapshot: its keys do not change under the caller).
+    pub fn current(&self) -> Arc<Issuer> {
+        self.0.read().expect("issuer lock").clone()
+    }
+
+    /// Puts `issuer` in force.
+    pub fn replace(&self, issuer: Issuer) {
+        *self.0.write().expect("issuer lock") = Arc::new(issuer);
+    }
+}
+
 /// Shared between the broker and the API.
-pub type SharedIssuer = Arc<Issuer>;
+pub type SharedIssuer = Arc<IssuerCell>;
