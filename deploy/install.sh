@@ -67,6 +67,23 @@ if [[ -z $binary ]]; then
 fi
 [[ -n $binary && -x $binary ]] || die "no autoheal binary: build it (cargo build --release) or pass --binary PATH"
 
+# toml_string VALUE: VALUE as a TOML basic string. Quotes, backslashes and control
+# characters are escaped, so no argument can end the string early and add keys of its own
+# (a crafted --role-arn must not smuggle in an endpoint_url).
+toml_string() {
+  local s="$1" out="" c code i
+  for ((i = 0; i < ${#s}; i++)); do
+    c="${s:i:1}"
+    printf -v code '%d' "'$c"
+    case "$c" in
+      "\\") out+="\\\\" ;;
+      '"') out+='\"' ;;
+      *) if ((code < 32 || code == 127)); then printf -v c '\\u%04X' "$code"; fi; out+="$c" ;;
+    esac
+  done
+  printf '"%s"' "$out"
+}
+
 # install_file SRC DEST MODE: copies when the content differs; says what it did.
 install_file() {
   local src="$1" dest="$2" mode="$3"
@@ -89,12 +106,12 @@ else
   {
     echo "# Written by deploy/install.sh; see docs/configuration.md for every key."
     if [[ $auth == oidc ]]; then
-      printf '[oidc]\nissuer = "%s"\ntenant_slug = "%s"\n\n' "$issuer" "$tenant_slug"
+      printf '[oidc]\nissuer = %s\ntenant_slug = %s\n\n' "$(toml_string "$issuer")" "$(toml_string "$tenant_slug")"
     fi
-    printf '[[integration]]\nname = "%s"\naccount_id = "%s"\nregion = "%s"\nauth = "%s"\n' \
-      "$name" "$account_id" "$region" "$auth"
-    if [[ -n $role_arn ]]; then printf 'role_arn = "%s"\n' "$role_arn"; fi
-    if [[ -n $external_id ]]; then printf 'external_id = "%s"\n' "$external_id"; fi
+    printf '[[integration]]\nname = %s\naccount_id = %s\nregion = %s\nauth = %s\n' \
+      "$(toml_string "$name")" "$(toml_string "$account_id")" "$(toml_string "$region")" "$(toml_string "$auth")"
+    if [[ -n $role_arn ]]; then printf 'role_arn = %s\n' "$(toml_string "$role_arn")"; fi
+    if [[ -n $external_id ]]; then printf 'external_id = %s\n' "$(toml_string "$external_id")"; fi
   } > "$draft"
   "$binary" config check --config "$draft" >/dev/null \
     || { echo "install.sh: the configuration is not valid (see above)" >&2; exit 78; }

@@ -119,6 +119,9 @@ pub struct PolicyArgs {
     /// trust-oidc: the audience [default: {oidc.tenant_slug}-oidc-service of the config].
     #[arg(long, value_name = "AUD")]
     pub audience: Option<String>,
+    /// trust-oidc: pin the token's subject to this integration [default: any integration].
+    #[arg(long, value_name = "NAME")]
+    pub integration: Option<String>,
     /// trust-cross-account: the role autoheal runs as (the instance role) in the source account.
     #[arg(long, value_name = "ARN")]
     pub source_role: Option<String>,

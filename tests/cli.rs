@@ -179,6 +179,29 @@ fn policy_trust_oidc_names_the_provider_and_the_audience() {
         statement["Condition"]["StringEquals"]["oidc.example.com/acme:aud"],
         "acme-corp-oidc-service"
     );
+    assert_eq!(
+        statement["Condition"]["StringLike"]["oidc.example.com/acme:sub"], "integration:*",
+        "only autoheal's integration tokens"
+    );
+    let pinned = json_of(&autoheal(&[
+        "policy",
+        "trust-oidc",
+        "--account",
+        "123456789012",
+        "--issuer",
+        "https://oidc.example.com/acme",
+        "--audience",
+        "acme-corp-oidc-service",
+        "--integration",
+        "production-aws",
+    ]));
+    assert_eq!(
+        pinned["Statement"][0]["Condition"]["StringLike"]["oidc.example.com/acme:sub"],
+        serde_json::json!([
+            "integration:production-aws",
+            "integration:production-aws:sandbox:*"
+        ])
+    );
     // The issuer must be exactly what tokens carry.
     for bad in ["http://oidc.example.com", "https://oidc.example.com/"] {
         let out = autoheal(&[

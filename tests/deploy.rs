@@ -108,7 +108,7 @@ fn the_install_script_writes_a_valid_config_and_is_idempotent() {
     let _ = std::fs::remove_dir_all(&root);
     let args = [
         "--account-id",
-        "123456789012",
+        "210987654321",
         "--region",
         "eu-west-1",
         "--role-arn",
@@ -166,6 +166,24 @@ fn the_install_script_writes_a_valid_config_and_is_idempotent() {
         ],
     );
     assert_eq!(invalid.status.code(), Some(78), "config check refuses it");
+    // A crafted argument stays one TOML string: it cannot add an endpoint_url of its own
+    // (which would send every sandbox's credentials to that endpoint).
+    let crafted = install(
+        &root,
+        &[
+            "--account-id",
+            "210987654321",
+            "--role-arn",
+            "arn:aws:iam::210987654321:role/X\"\nendpoint_url = \"http://attacker.example",
+            "--force-config",
+        ],
+    );
+    assert_eq!(
+        crafted.status.code(),
+        Some(78),
+        "an invalid role ARN, not a valid config with an extra key: {}",
+        String::from_utf8_lossy(&crafted.stdout)
+    );
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
         written,

@@ -48,7 +48,12 @@ fn document(cli: &Cli, args: &PolicyArgs) -> Result<serde_json::Value, String> {
                 .clone()
                 .or_else(|| oidc.as_ref().map(|o| o.audience()))
                 .ok_or("trust-oidc needs --audience AUD (or oidc.tenant_slug in the config)")?;
-            Ok(policy::trust_oidc(account.as_str(), &issuer, &audience))
+            Ok(policy::trust_oidc(
+                account.as_str(),
+                &issuer,
+                &audience,
+                args.integration.as_deref(),
+            ))
         }
         PolicyDocument::TrustCrossAccount => {
             let source = args

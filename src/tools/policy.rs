@@ -50,15 +50,30 @@ pub fn permissions(capabilities: &[Capability]) -> Value {
 }
 
 /// The trust policy of a role assumed through OIDC federation with the daemon's issuer.
-pub fn trust_oidc(account: &str, issuer: &str, audience: &str) -> Value {
+///
+/// Besides the audience it pins the subject: the daemon's tokens say
+/// `integration:<name>[:sandbox:<id>]`, so a token the same issuer signs for anything else
+/// (another product sharing the issuer, a leaked debugging token of another kind) cannot
+/// assume the role. With `integration`, only that integration's tokens can.
+pub fn trust_oidc(account: &str, issuer: &str, audience: &str, integration: Option<&str>) -> Value {
     let provider = issuer.trim_start_matches("https://").trim_end_matches('/');
+    let subjects = match integration {
+        None => json!("integration:*"),
+        Some(name) => json!([
+            crate::oidc::subject(name, None),
+            crate::oidc::subject(name, Some("*")),
+        ]),
+    };
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": {"Federated": format!("arn:aws:iam::{account}:oidc-provider/{provider}")},
             "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {format!("{provider}:aud"): audience}},
+            "Condition": {
+                "StringEquals": {format!("{provider}:aud"): audience},
+                "StringLike": {format!("{provider}:sub"): subjects},
+            },
         }],
     })
 }
