@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod aws_error;
+pub mod aws_sdk;
 pub mod check;
 pub mod cli;
 pub mod commands;

@@ -33,8 +33,12 @@ struct Served {
 /// The API on a free port, over `FakeBackend`, with one integration whose source the test
 /// can make fail.
 async fn serve(sandbox_toml: &str) -> Served {
+    serve_with("", sandbox_toml).await
+}
+
+async fn serve_with(server_toml: &str, sandbox_toml: &str) -> Served {
     let config = load_from_str(&format!(
-        "[sandbox]\n{sandbox_toml}\n[[integration]]\nname = \"prod\"\naccount_id = \"210987654321\"\nauth = \"instance_role\"\nrole_arn = \"{ROLE}\"\n"
+        "[server]\n{server_toml}\n[sandbox]\n{sandbox_toml}\n[[integration]]\nname = \"prod\"\naccount_id = \"210987654321\"\nauth = \"instance_role\"\nrole_arn = \"{ROLE}\"\n"
     ))
     .unwrap();
     let failing = Arc::new(AtomicBool::new(false));
@@ -225,4 +229,73 @@ async fn beyond_max_running_the_api_answers_429_with_retry_after() {
     assert_eq!(second.headers()["retry-after"], "2");
     let body: Value = second.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_sandboxes");
+}
+
+/// Reads from `stream` until the daemon closes it; answers what it sent and how long it took.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let began = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the daemon kept the connection open for 10 s"),
+        }
+    }
+    (String::from_utf8_lossy(&seen).into_owned(), began.elapsed())
+}
+
+#[tokio::test]
+async fn idle_keep_alives_and_slow_bodies_are_cut_at_their_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let served = serve_with(
+        "header_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"",
+        "",
+    )
+    .await;
+    let address = served.base.trim_start_matches("http://").to_owned();
+
+    // One whole request on a keep-alive connection, then silence: closed after ~1 s.
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, took) = until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        took < Duration::from_secs(3),
+        "idle keep-alive closed after {took:?}"
+    );
+
+    // A head, then a body that never comes: 408 after ~1 s, and closed.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/sandboxes HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: 100\r\n\r\n{{\"integ"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (answer, took) = until_closed(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_read_timeout"), "{answer}");
+    assert!(
+        took < Duration::from_secs(3),
+        "slow body cut after {took:?}"
+    );
+
+    // A head larger than 16 KiB is refused.
+    let mut big = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let filler = "x".repeat(20 * 1024);
+    let _ = big
+        .write_all(format!("GET /healthz HTTP/1.1\r\nx-filler: {filler}\r\n\r\n").as_bytes())
+        .await;
+    let (answer, _) = until_closed(&mut big).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
 }

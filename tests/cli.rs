@@ -263,3 +263,48 @@ fn policy_trust_cross_account_trusts_the_source_role_with_the_external_id() {
     assert_eq!(missing.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--source-role"));
 }
+
+#[test]
+fn a_stalled_aws_endpoint_is_a_clear_error_within_the_operation_timeout() {
+    // An endpoint that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(8) {
+            held.push(stream);
+        }
+    });
+    let began = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["tool", "whoami", "--output", "json"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "AKIDSTALL")
+        .env("AWS_SECRET_ACCESS_KEY", "stall-secret")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let took = began.elapsed();
+    drop(holder);
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["action"], "sts:GetCallerIdentity", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeout")
+            || error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("timed out"),
+        "{error}"
+    );
+    // autoheal::aws_sdk::OPERATION_TIMEOUT (40 s), and some slack for a loaded machine.
+    assert!(took < std::time::Duration::from_secs(55), "took {took:?}");
+}

@@ -301,8 +301,8 @@ async fn bad_requests_name_what_is_wrong() {
                 image: Some("autoheal-no-such-image:latest".into()),
                 ..request("us", &["true"])
             },
-            "scripts/build-sandbox-image",
-            503,
+            "is not allowed",
+            400,
         ),
     ];
     for (ask, expected, status) in cases {
@@ -310,4 +310,84 @@ async fn bad_requests_name_what_is_wrong() {
         assert!(err.to_string().contains(expected), "{err}");
         assert_eq!(err.http_status(), status, "{err}");
     }
+}
+
+/// An image with a `VOLUME`, built from the test image for one test and removed after.
+struct VolumeImage(&'static str);
+
+impl VolumeImage {
+    fn build() -> Self {
+        let name = "autoheal-volume-test:latest";
+        let mut child = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", name, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("docker build");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("FROM {TEST_IMAGE}\nVOLUME /data\n").as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "build the VOLUME image");
+        Self(name)
+    }
+}
+
+impl Drop for VolumeImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", self.0])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn only_allowed_images_without_volumes_run() {
+    let bed = TestBed::start();
+    let volume_image = VolumeImage::build();
+    let mut config = config(&bed, "5m");
+    config.sandbox.images = vec![
+        volume_image.0.to_owned(),
+        "autoheal-no-such-image:latest".to_owned(),
+    ];
+    let manager = manager(&bed, &config).await;
+    let cases = [
+        (volume_image.0, "image_declares_volumes", 400, "/data"),
+        (
+            "autoheal-no-such-image:latest",
+            "image_missing",
+            503,
+            "scripts/build-sandbox-image",
+        ),
+        (
+            "autoheal-sandbox:latest",
+            "image_not_allowed",
+            400,
+            TEST_IMAGE,
+        ),
+    ];
+    for (image, code, status, says) in cases {
+        let err = manager
+            .create(SandboxRequest {
+                image: Some(image.into()),
+                ..request("us", &["true"])
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            (code, status),
+            "{image}: {err}"
+        );
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    let allowed = manager
+        .create(request("us", &["echo", "ok"]))
+        .await
+        .expect("the configured image runs");
+    let ended = manager.wait(&allowed.id).await.unwrap();
+    assert_eq!(ended.stdout.as_deref(), Some("ok\n"));
 }

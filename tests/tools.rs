@@ -134,15 +134,73 @@ fn a_log_search_is_bounded_and_says_how_to_continue() {
 }
 
 #[test]
-fn an_unknown_log_group_answers_with_the_closest_names() {
+fn a_short_group_name_is_resolved_and_an_unknown_one_answers_with_the_closest_names() {
+    // What an agent passes for "the payment-service log group": used, and said so.
+    let answer = tool(
+        "logs_search",
+        json!({"log_groups": ["payment-service"], "pattern": "ERROR"}),
+    );
+    assert_eq!(
+        answer["resolved"]["payment-service"], "/ecs/payment-service",
+        "{answer}"
+    );
+    assert_eq!(answer["log_group"], "/ecs/payment-service");
+    assert!(!answer["events"].as_array().unwrap().is_empty(), "{answer}");
+    let events = tool("logs_events", json!({"log_group": "payment-service"}));
+    assert_eq!(
+        events["resolved"]["payment-service"], "/ecs/payment-service",
+        "{events}"
+    );
+
     let (code, answer) = tool_on(
         world(),
         "logs_search",
-        json!({"log_groups": ["payment-service"], "pattern": "ERROR"}),
+        json!({"log_groups": ["/ecs/payment-servce"], "pattern": "ERROR"}),
     );
     assert_eq!(code, 65, "{answer}");
     assert_eq!(answer["error"]["code"], "not_found");
     assert_eq!(answer["error"]["closest"], json!(["/ecs/payment-service"]));
+}
+
+#[tokio::test]
+async fn a_cluster_may_be_left_out_when_the_account_has_one() {
+    // The seeded world has two ECS clusters and two caches: the agent must choose.
+    let (code, answer) = tool_on(world(), "ecs_services", json!({}));
+    assert_eq!(code, 65, "{answer}");
+    assert_eq!(answer["error"]["argument"], "cluster");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("main"), "{answer}");
+    let (code, answer) = tool_on(world(), "elasticache_metrics", json!({}));
+    assert_eq!(code, 65, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("cell-a-redis"), "{answer}");
+
+    // An account with one of each: used, and the answer says so.
+    let bed = TestBed::start();
+    let sdk = bed.sdk_config().await;
+    aws_sdk_ecs::Client::new(&sdk)
+        .create_cluster()
+        .cluster_name("solo")
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_elasticache::Client::new(&sdk)
+        .create_cache_cluster()
+        .cache_cluster_id("solo-cache")
+        .engine("redis")
+        .cache_node_type("cache.t4g.micro")
+        .num_cache_nodes(1)
+        .send()
+        .await
+        .unwrap();
+    for (name, args) in [
+        ("ecs_services", json!({})),
+        ("ecs_tasks", json!({})),
+        ("elasticache_metrics", json!({"since": "1h"})),
+    ] {
+        let (code, answer) = tool_on(&bed, name, args);
+        assert_eq!(code, 0, "{name}: {answer}");
+        let expected = if name == "elasticache_metrics" { "solo-cache" } else { "solo" };
+        assert_eq!(answer["resolved"]["cluster"], expected, "{name}: {answer}");
+    }
 }
 
 #[test]
@@ -261,12 +319,14 @@ fn metrics_list_and_query() {
     );
     assert_eq!(answer["series"]["summary"]["max"], 210.0, "{answer}");
     assert_eq!(answer["series"]["summary"]["latest"], 210.0, "{answer}");
-    assert_eq!(answer["times"].as_array().unwrap().len(), 4, "{answer}");
-    assert_eq!(
-        answer["series"]["values"],
-        json!([2.0, 45.0, 130.0, 210.0]),
-        "{answer}"
-    );
+    // Four points ten minutes apart on a one-minute grid: sparse, so they keep their times.
+    let values: Vec<f64> = answer["series"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, [2.0, 45.0, 130.0, 210.0], "{answer}");
 }
 
 #[test]

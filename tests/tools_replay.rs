@@ -8,6 +8,10 @@
 //!   shows (`ecs_services`);
 //! - Logs Insights ignores `filter` and `stats`, so aggregated rows never come back
 //!   (`logs_insights`).
+//!
+//! And what needs exact control of the pages: FilterLogEvents and DescribeEvents with more
+//! matches than the limit, paged oldest first as AWS does (`logs_search`,
+//! `elasticache_events` must answer the newest).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -303,4 +307,167 @@ async fn logs_insights_waits_for_the_query_and_returns_aggregated_rows() {
     assert_eq!(answer["status"], "Complete");
     assert_eq!(answer["rows"][0]["errors"], "29", "{answer}");
     assert_eq!(answer["records_matched"], 41.0);
+}
+
+const LOGS: &str = "https://logs.us-east-1.amazonaws.com/";
+const LOGS_JSON: &str = "application/x-amz-json-1.1";
+const ONE_GROUP: &str = r#"{"logGroups": [{"logGroupName": "/ecs/payment-service"}]}"#;
+
+/// A FilterLogEvents page of events at these times (RFC 3339), oldest first.
+fn log_page(times: &[&str], next: Option<&str>) -> String {
+    let events: Vec<Value> = times
+        .iter()
+        .map(|t| {
+            let ms = humantime::parse_rfc3339(t)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            json!({"logStreamName": "ecs/payment/1", "timestamp": ms, "message": format!("ERROR at {t}"), "eventId": t})
+        })
+        .collect();
+    let mut page = json!({"events": events});
+    if let Some(next) = next {
+        page["nextToken"] = json!(next);
+    }
+    page.to_string()
+}
+
+/// The JSON body of the n-th request.
+fn sent_json(client: &StaticReplayClient, n: usize) -> Value {
+    serde_json::from_str(&sent(client, n)).unwrap()
+}
+
+fn ms(t: &str) -> i64 {
+    humantime::parse_rfc3339(t)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn logs_search_answers_the_newest_matches_when_more_than_the_limit_match() {
+    // The newest slice of the window (1/32 of 1 h = 112.5 s) holds four matches over two
+    // pages, oldest page first, as FilterLogEvents sends them.
+    let page_1 = log_page(
+        &["2026-11-26T10:58:10Z", "2026-11-26T10:58:20Z"],
+        Some("p2"),
+    );
+    let page_2 = log_page(&["2026-11-26T10:59:00Z", "2026-11-26T10:59:50Z"], None);
+    let client = replay_from(LOGS, LOGS_JSON, &[ONE_GROUP, &page_1, &page_2]);
+    let answer = find("logs_search")
+        .unwrap()
+        .run(
+            &context(&client),
+            json!({"log_groups": ["/ecs/payment-service"], "pattern": "ERROR",
+                   "since": "2026-11-26T10:00:00Z", "until": "2026-11-26T11:00:00Z", "limit": 3}),
+        )
+        .await
+        .unwrap();
+    let times: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["time"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2026-11-26T10:59:50.000Z",
+            "2026-11-26T10:59:00.000Z",
+            "2026-11-26T10:58:20.000Z"
+        ],
+        "the newest three, newest first: {answer}"
+    );
+    assert_eq!(answer["truncated"], true);
+    assert_eq!(
+        answer["next"]["until"], "2026-11-26T10:58:20.000Z",
+        "older ones are further back"
+    );
+    let first = sent_json(&client, 1);
+    assert_eq!(
+        first["startTime"],
+        ms("2026-11-26T10:58:07.500Z"),
+        "the newest slice first"
+    );
+    assert_eq!(first["endTime"], ms("2026-11-26T11:00:00Z"));
+    assert_eq!(first["filterPattern"], "ERROR");
+    assert_eq!(
+        sent_json(&client, 2)["nextToken"],
+        "p2",
+        "the whole slice is read"
+    );
+}
+
+#[tokio::test]
+async fn logs_search_goes_back_slice_by_slice_until_the_limit_is_met() {
+    let empty = log_page(&[], None);
+    let older = log_page(&["2026-11-26T10:55:00Z", "2026-11-26T10:56:00Z"], None);
+    let client = replay_from(LOGS, LOGS_JSON, &[ONE_GROUP, &empty, &older]);
+    let answer = find("logs_search")
+        .unwrap()
+        .run(
+            &context(&client),
+            json!({"log_groups": ["/ecs/payment-service"],
+                   "since": "2026-11-26T10:00:00Z", "until": "2026-11-26T11:00:00Z", "limit": 2}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["events"][0]["time"], "2026-11-26T10:56:00.000Z",
+        "{answer}"
+    );
+    assert_eq!(answer["events"].as_array().unwrap().len(), 2);
+    let second = sent_json(&client, 2);
+    assert_eq!(
+        second["endTime"],
+        ms("2026-11-26T10:58:07.500Z"),
+        "right before the first slice"
+    );
+    assert_eq!(
+        second["startTime"],
+        ms("2026-11-26T10:54:22.500Z"),
+        "twice as long"
+    );
+    assert_eq!(
+        answer["truncated"], true,
+        "the rest of the window was not read"
+    );
+}
+
+const EVENTS_PAGE_1: &str = r#"<DescribeEventsResponse xmlns="http://elasticache.amazonaws.com/doc/2015-02-02/">
+  <DescribeEventsResult>
+    <Marker>page-2</Marker>
+    <Events>
+      <Event><SourceIdentifier>cell-a-redis</SourceIdentifier><SourceType>replication-group</SourceType>
+        <Message>Snapshot succeeded</Message><Date>2026-11-26T08:00:00Z</Date></Event>
+      <Event><SourceIdentifier>cell-a-redis</SourceIdentifier><SourceType>replication-group</SourceType>
+        <Message>Node replaced</Message><Date>2026-11-26T09:00:00Z</Date></Event>
+    </Events>
+  </DescribeEventsResult>
+  <ResponseMetadata><RequestId>p1</RequestId></ResponseMetadata>
+</DescribeEventsResponse>"#;
+
+#[tokio::test]
+async fn elasticache_events_follow_the_pages_and_keep_the_newest() {
+    let client = replay(&[EVENTS_PAGE_1, EVENTS]);
+    let answer = find("elasticache_events")
+        .unwrap()
+        .run(&context(&client), json!({"since": "1d", "limit": 2}))
+        .await
+        .unwrap();
+    assert!(
+        sent(&client, 1).contains("Marker=page-2"),
+        "{}",
+        sent(&client, 1)
+    );
+    let events = answer["events"].as_array().unwrap();
+    assert_eq!(
+        events[0]["time"], "2026-11-26T10:41:00Z",
+        "the newest is on the last page"
+    );
+    assert_eq!(events[1]["time"], "2026-11-26T10:40:12Z");
+    assert_eq!(answer["truncated"], true);
+    assert_eq!(answer["next"]["until"], "2026-11-26T10:40:12Z");
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-    ToolAnnotations,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool, ToolAnnotations,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, ServiceExt};
@@ -16,6 +16,20 @@ use serde_json::Value;
 
 use crate::exit_code::Exit;
 use crate::tools::{self, AwsContext};
+
+/// What `initialize` tells the agent: what the tools cover and how their answers behave.
+const INSTRUCTIONS: &str = "Read-only AWS tools for incident investigation in one AWS account and region: \
+CloudWatch Logs (logs_groups, logs_search, logs_events, logs_insights), CloudWatch metrics and alarms \
+(metrics_list, metrics_query, alarms_list), EC2 (ec2_instances, ec2_instance), ECS (ecs_clusters, \
+ecs_services, ecs_tasks), EKS (eks_clusters, eks_cluster, eks_nodegroups), ElastiCache \
+(elasticache_clusters, elasticache_replication_group, elasticache_serverless, elasticache_events, \
+elasticache_metrics) and whoami. Every tool only reads; none changes anything. \
+Names: a short name that fits exactly one resource is used and the answer says so in `resolved` \
+(\"payment-service\" -> \"/ecs/payment-service\"); a cluster argument may be left out when the \
+account has exactly one; an unknown name answers with the closest existing names. \
+Listings come newest first; when an answer is cut it says `truncated: true` and `next` tells how to \
+ask for the rest (e.g. `until` for older log events). Times are RFC 3339 UTC; since/until take \
+durations back from now (\"1h\", \"30m\") or RFC 3339 times.";
 
 struct AutohealTools {
     ctx: AwsContext,
@@ -46,11 +60,12 @@ impl AutohealTools {
 
 impl ServerHandler for AutohealTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "Read-only AWS tools for incident investigation: CloudWatch Logs, metrics and alarms, \
-             EC2, ECS, EKS, ElastiCache. Every tool reads; none changes anything. Times are RFC 3339 \
-             UTC; time windows take since/until as \"1h\"-style durations or RFC 3339 times.",
-        )
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("autoheal", env!("CARGO_PKG_VERSION"))
+                    .with_title("autoheal: read-only AWS tools for incident investigation"),
+            )
+            .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -84,10 +99,7 @@ impl ServerHandler for AutohealTools {
 }
 
 pub async fn run() -> Exit {
-    let region = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|_| "us-east-1".into());
-    let ctx = AwsContext::from_environment(Some(region)).await;
+    let ctx = AwsContext::from_environment(None).await;
     let service = match AutohealTools::new(ctx)
         .serve(rmcp::transport::stdio())
         .await

@@ -23,7 +23,7 @@ pub async fn run(args: &ToolArgs) -> Exit {
         Ok(arguments) => match tools::find(&args.name) {
             Err(err) => Err(err),
             Ok(tool) => {
-                let ctx = AwsContext::from_environment(region(args.region.clone())).await;
+                let ctx = AwsContext::from_environment(args.region.clone()).await;
                 tool.run(&ctx, arguments).await
             }
         },
@@ -44,14 +44,4 @@ pub async fn run(args: &ToolArgs) -> Exit {
             err.exit()
         }
     }
-}
-
-/// `--region`, else the environment's, else us-east-1 — never a lookup in instance metadata
-/// (which a sandbox cannot reach, and which would cost a timeout).
-fn region(given: Option<String>) -> Option<String> {
-    given
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .filter(|r| !r.is_empty())
-        .or_else(|| Some("us-east-1".to_owned()))
 }

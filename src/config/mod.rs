@@ -70,6 +70,16 @@ pub const DEFAULT_OIDC_KEY_DIR: &str = "/var/lib/autoheal/oidc";
 /// The integration `serve` runs when no config file exists: the SDK's default chain.
 pub const DEFAULT_INTEGRATION_NAME: &str = "default";
 
+/// The region of a process without a configured one (the CLI, a sandbox): `AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`, else us-east-1 — never a lookup in instance metadata, which a
+/// sandbox cannot reach and which would cost a timeout. The one place this rule lives.
+pub fn ambient_region() -> Region {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().and_then(|r| Region::parse(&r).ok()))
+        .unwrap_or_else(|| Region::parse(DEFAULT_REGION).expect("a valid default"))
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {

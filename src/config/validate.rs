@@ -699,10 +699,7 @@ fn unique_names(c: &mut Checker, list: &[RawIntegration]) {
 /// The integration of a host (or sandbox) without a config file: the SDK's default chain,
 /// in the environment's region (`AWS_REGION`, `AWS_DEFAULT_REGION`) or us-east-1.
 fn default_integration() -> IntegrationConfig {
-    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().and_then(|r| Region::parse(&r).ok()))
-        .unwrap_or_else(|| Region::parse(DEFAULT_REGION).expect("valid"));
+    let region = ambient_region();
     IntegrationConfig {
         name: DEFAULT_INTEGRATION_NAME.to_owned(),
         // Unknown without a config: Test Connection reports whichever account it finds.

@@ -18,8 +18,7 @@ use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
@@ -33,10 +32,6 @@ use crate::oidc::SharedIssuer;
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Tries per IMDS request (the SDK retries 5xx and timeouts with backoff).
 const IMDS_ATTEMPTS: u32 = 3;
-/// AWS endpoints answer a TCP connect in milliseconds; seconds mean a network problem.
-const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One attempt of a read call; the SDK retries after it (3 attempts in all).
-const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds the credential source of `integration`; `instance_role` is the host's IMDS access,
 /// shared by every integration that starts from the instance role.
@@ -88,14 +83,7 @@ pub async fn sdk_config(
     integration: &IntegrationConfig,
     credentials: Option<SharedCredentialsProvider>,
 ) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(integration.region.to_string()))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(AWS_CONNECT_TIMEOUT)
-                .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT)
-                .build(),
-        );
+    let mut loader = crate::aws_sdk::loader(integration.region.as_str());
     if let Some(endpoint) = &integration.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }

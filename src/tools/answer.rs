@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-/// Removes nulls, empty strings, empty arrays and empty objects, recursively.
+/// Removes nulls, empty strings, empty arrays and empty objects, recursively — except a
+/// null inside an array, which holds a position (a gap in a metric series).
 pub fn prune(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -18,7 +19,7 @@ pub fn prune(value: Value) -> Value {
             items
                 .into_iter()
                 .map(prune)
-                .filter(|v| !is_empty(v))
+                .filter(|v| v.is_null() || !is_empty(v))
                 .collect(),
         ),
         other => other,
@@ -67,6 +68,8 @@ mod tests {
         let raw = json!({"a": null, "b": [], "c": {}, "d": "", "e": 0, "f": false,
                          "g": [{"h": null}, {"i": 1}], "j": {"k": null}});
         assert_eq!(prune(raw), json!({"e": 0, "f": false, "g": [{"i": 1}]}));
+        let gaps = json!({"values": [1.5, null, 2.0]});
+        assert_eq!(prune(gaps.clone()), gaps, "a gap keeps its place");
     }
 
     #[test]

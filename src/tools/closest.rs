@@ -1,5 +1,44 @@
-//! "Did you mean": existing names close to one that does not exist, so the agent can ask
-//! again (`payment-service` → `/ecs/payment-service`).
+//! Names the agent gives that are not exact: resolved when exactly one existing name fits
+//! (`payment-service` → `/ecs/payment-service`), otherwise "did you mean" — existing names
+//! close to it, so the agent can ask again.
+
+/// What a short or partial name matches among existing names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ShortName {
+    /// The name exists as given.
+    Exact,
+    /// Exactly one existing name has it as a path component or suffix: use this one.
+    One(String),
+    /// Several do: the agent must choose (never guess).
+    Several(Vec<String>),
+    /// None does.
+    None,
+}
+
+/// How `name` matches `existing`: exactly, or as a whole `/`-separated path component
+/// (`payment-service` in `/ecs/payment-service`), or as a suffix (`ecs/payment-service`).
+pub fn short_name<'a>(name: &str, existing: impl IntoIterator<Item = &'a str>) -> ShortName {
+    let bare = name.trim_matches('/');
+    if bare.is_empty() {
+        return ShortName::None;
+    }
+    let mut fits = Vec::new();
+    for candidate in existing {
+        if candidate == name {
+            return ShortName::Exact;
+        }
+        let component = candidate.split('/').any(|part| part == bare);
+        let suffix = candidate.ends_with(&format!("/{bare}"));
+        if component || suffix {
+            fits.push(candidate.to_owned());
+        }
+    }
+    match fits.len() {
+        0 => ShortName::None,
+        1 => ShortName::One(fits.remove(0)),
+        _ => ShortName::Several(fits),
+    }
+}
 
 /// Up to five candidates: those containing the name (or contained in it) first, then those
 /// within a small edit distance, each group in the candidates' order.
@@ -45,6 +84,36 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_name_resolves_only_when_one_name_fits() {
+        let groups = [
+            "/ecs/payment-service",
+            "/ecs/checkout",
+            "/aws/lambda/checkout",
+            "payment",
+        ];
+        assert_eq!(short_name("payment", groups), ShortName::Exact);
+        assert_eq!(
+            short_name("payment-service", groups),
+            ShortName::One("/ecs/payment-service".into())
+        );
+        assert_eq!(
+            short_name("ecs/payment-service", groups),
+            ShortName::One("/ecs/payment-service".into()),
+            "a suffix"
+        );
+        assert_eq!(
+            short_name("checkout", groups),
+            ShortName::Several(vec!["/ecs/checkout".into(), "/aws/lambda/checkout".into()])
+        );
+        assert_eq!(
+            short_name("pay", groups),
+            ShortName::None,
+            "no partial words"
+        );
+        assert_eq!(short_name("/", groups), ShortName::None);
+    }
 
     #[test]
     fn finds_prefixed_and_misspelt_names() {

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 
 #[derive(Debug, Clone)]
 pub struct AwsContext {
@@ -13,14 +13,13 @@ pub struct AwsContext {
 }
 
 impl AwsContext {
-    /// The SDK's default chain (environment variables first), `region` overriding
-    /// `AWS_REGION`.
+    /// The SDK's default chain (environment variables first) in `region`, else the ambient
+    /// one, with the timeouts and retries every AWS call of ours has.
     pub async fn from_environment(region: Option<String>) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        Self::new(loader.load().await)
+        let region = region
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| crate::config::ambient_region().to_string());
+        Self::new(crate::aws_sdk::loader(&region).load().await)
     }
 
     pub fn new(config: SdkConfig) -> Self {
@@ -42,7 +41,7 @@ impl AwsContext {
         self.config
             .region()
             .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".into())
+            .unwrap_or_else(|| crate::config::DEFAULT_REGION.into())
     }
 
     pub fn sts(&self) -> aws_sdk_sts::Client {

@@ -38,6 +38,43 @@ async fn cluster_not_found(ctx: &AwsContext, name: &str) -> ToolError {
     }
 }
 
+/// The cluster a tool works on: the one asked for, or — when none was and the account has
+/// exactly one — that one (recorded in `resolved`, so the answer says so).
+async fn cluster_or_only(
+    ctx: &AwsContext,
+    asked: Option<String>,
+    resolved: &mut Option<Value>,
+) -> Result<String, ToolError> {
+    if let Some(cluster) = asked {
+        return Ok(cluster);
+    }
+    let arns = cluster_arns(ctx).await?;
+    match arns.as_slice() {
+        [only] => {
+            let name = short(only).to_owned();
+            *resolved = Some(json!({"cluster": name}));
+            Ok(name)
+        }
+        [] => Err(ToolError::NotFound {
+            kind: "ECS cluster",
+            name: "(any)".into(),
+            closest: Vec::new(),
+        }),
+        several => Err(ToolError::bad(
+            "cluster",
+            format!(
+                "required: the account has {} ECS clusters: {}",
+                several.len(),
+                several
+                    .iter()
+                    .map(|a| short(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 pub struct EcsClusters;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -83,8 +120,8 @@ pub struct EcsServices;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServicesArgs {
-    /// The cluster name (or ARN), e.g. "main".
-    cluster: String,
+    /// The cluster name (or ARN), e.g. "main"; may be left out when the account has one.
+    cluster: Option<String>,
     /// Only these services (names); default every service of the cluster.
     services: Option<Vec<String>>,
     /// Latest service events to show per service (default 5, at most 50).
@@ -103,6 +140,8 @@ impl Tool for EcsServices {
     ];
 
     async fn run(ctx: &AwsContext, args: ServicesArgs) -> Result<Value, ToolError> {
+        let mut resolved = None;
+        let cluster = cluster_or_only(ctx, args.cluster, &mut resolved).await?;
         let events = match args.events {
             None => 5,
             Some(n) if n <= 50 => n as usize,
@@ -114,7 +153,7 @@ impl Tool for EcsServices {
                 let listing = ctx
                     .ecs()
                     .list_services()
-                    .cluster(&args.cluster)
+                    .cluster(&cluster)
                     .into_paginator()
                     .items()
                     .send();
@@ -125,7 +164,7 @@ impl Tool for EcsServices {
                             .as_service_error()
                             .is_some_and(|e| e.is_cluster_not_found_exception()) =>
                     {
-                        return Err(cluster_not_found(ctx, &args.cluster).await);
+                        return Err(cluster_not_found(ctx, &cluster).await);
                     }
                     Err(err) => return Err(ToolError::aws("ecs:ListServices", err)),
                 }
@@ -137,7 +176,7 @@ impl Tool for EcsServices {
             let described = ctx
                 .ecs()
                 .describe_services()
-                .cluster(&args.cluster)
+                .cluster(&cluster)
                 .set_services(Some(batch.to_vec()))
                 .send()
                 .await;
@@ -148,7 +187,7 @@ impl Tool for EcsServices {
                         .as_service_error()
                         .is_some_and(|e| e.is_cluster_not_found_exception()) =>
                 {
-                    return Err(cluster_not_found(ctx, &args.cluster).await);
+                    return Err(cluster_not_found(ctx, &cluster).await);
                 }
                 Err(err) => return Err(ToolError::aws("ecs:DescribeServices", err)),
             };
@@ -207,7 +246,7 @@ impl Tool for EcsServices {
             }
         }
         services.sort_by_key(|s| s["name"].to_string());
-        let mut answer = json!({"cluster": args.cluster, "services": services});
+        let mut answer = json!({"resolved": resolved, "cluster": cluster, "services": services});
         if !missing.is_empty() {
             answer["not_found"] = json!(missing);
         }
@@ -220,8 +259,8 @@ pub struct EcsTasks;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TasksArgs {
-    /// The cluster name (or ARN).
-    cluster: String,
+    /// The cluster name (or ARN); may be left out when the account has one.
+    cluster: Option<String>,
     /// Only tasks of this service.
     service: Option<String>,
     /// "RUNNING" or "STOPPED"; default both (stopped tasks are kept about an hour by ECS).
@@ -239,6 +278,8 @@ impl Tool for EcsTasks {
         &["ecs:ListTasks", "ecs:DescribeTasks", "ecs:ListClusters"];
 
     async fn run(ctx: &AwsContext, args: TasksArgs) -> Result<Value, ToolError> {
+        let mut resolved = None;
+        let cluster = cluster_or_only(ctx, args.cluster, &mut resolved).await?;
         let limit = match args.limit {
             None => 50,
             Some(n) if (1..=100).contains(&n) => n as usize,
@@ -260,7 +301,7 @@ impl Tool for EcsTasks {
             let page = ctx
                 .ecs()
                 .list_tasks()
-                .cluster(&args.cluster)
+                .cluster(&cluster)
                 .set_service_name(args.service.clone())
                 .desired_status(status)
                 .max_results(100)
@@ -273,7 +314,7 @@ impl Tool for EcsTasks {
                         .as_service_error()
                         .is_some_and(|e| e.is_cluster_not_found_exception()) =>
                 {
-                    return Err(cluster_not_found(ctx, &args.cluster).await);
+                    return Err(cluster_not_found(ctx, &cluster).await);
                 }
                 Err(err) => return Err(ToolError::aws("ecs:ListTasks", err)),
             }
@@ -283,7 +324,7 @@ impl Tool for EcsTasks {
             let described = ctx
                 .ecs()
                 .describe_tasks()
-                .cluster(&args.cluster)
+                .cluster(&cluster)
                 .set_tasks(Some(batch.to_vec()))
                 .send()
                 .await
@@ -319,7 +360,8 @@ impl Tool for EcsTasks {
         let truncated = tasks.len() > limit;
         tasks.truncate(limit);
         Ok(json!({
-            "cluster": args.cluster,
+            "resolved": resolved,
+            "cluster": cluster,
             "tasks": tasks.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
             "truncated": truncated,
         }))

@@ -16,6 +16,7 @@ use super::answer::optional_time;
 use super::args::Window;
 use super::closest::closest;
 use super::metrics::{SeriesSpec, read_series};
+use super::newest::Newest;
 use super::paging::take_items;
 use super::{AwsContext, Capability, Tool, ToolError};
 
@@ -95,15 +96,20 @@ impl Tool for ElasticacheClusters {
     type Args = NoArgs;
     const NAME: &'static str = "elasticache_clusters";
     const CAPABILITY: Capability = Capability::Elasticache;
-    const DESCRIPTION: &'static str = "List every ElastiCache cache cluster (Redis/Valkey nodes and Memcached clusters), replication-group members included, each with its status, engine and version, node type, availability zone and its replication group and role. Use it for \"list all ElastiCache clusters and their status\".";
+    const DESCRIPTION: &'static str = "List every ElastiCache cache cluster (Redis/Valkey nodes and Memcached clusters), replication-group members included, each with its status, engine and version, node type, availability zone and its replication group and role; and the serverless caches by name and status (elasticache_serverless has their details). Use it for \"list all ElastiCache clusters and their status\".";
     const IAM_ACTIONS: &'static [&'static str] = &[
         "elasticache:DescribeCacheClusters",
         "elasticache:DescribeReplicationGroups",
+        "elasticache:DescribeServerlessCaches",
     ];
 
     async fn run(ctx: &AwsContext, _: NoArgs) -> Result<Value, ToolError> {
-        let (clusters, groups) =
-            tokio::try_join!(all_cache_clusters(ctx), all_replication_groups(ctx))?;
+        let (clusters, groups, serverless) = tokio::join!(
+            all_cache_clusters(ctx),
+            all_replication_groups(ctx),
+            serverless_summary(ctx)
+        );
+        let (clusters, groups) = (clusters?, groups?);
         let mut roles = BTreeMap::new();
         let mut group_of = BTreeMap::new();
         for group in &groups {
@@ -164,11 +170,20 @@ impl Tool for ElasticacheClusters {
                 .entry(c["status"].as_str().unwrap_or("unknown").to_owned())
                 .or_default() += 1;
         }
-        Ok(json!({
+        let mut answer = json!({
             "count": shown.len(),
             "by_status": by_status,
             "clusters": shown.into_values().collect::<Vec<_>>(),
-        }))
+        });
+        match serverless {
+            Ok(caches) => answer["serverless"] = json!(caches),
+            // The node-based answer stands on its own; say what is missing and why.
+            Err(err) => {
+                answer["serverless_note"] =
+                    json!(format!("serverless caches could not be listed: {err}"))
+            }
+        }
+        Ok(answer)
     }
 }
 
@@ -273,6 +288,23 @@ impl Tool for ElasticacheReplicationGroup {
     }
 }
 
+/// Serverless caches by name, status and engine (at most 100: the answer is a summary).
+async fn serverless_summary(ctx: &AwsContext) -> Result<Vec<Value>, ToolError> {
+    let listing = ctx
+        .elasticache()
+        .describe_serverless_caches()
+        .into_paginator()
+        .items()
+        .send();
+    let (caches, _) = take_items(listing, 100)
+        .await
+        .map_err(|e| ToolError::aws("elasticache:DescribeServerlessCaches", e))?;
+    Ok(caches
+        .iter()
+        .map(|c| json!({"name": c.serverless_cache_name(), "status": c.status(), "engine": c.engine()}))
+        .collect())
+}
+
 pub struct ElasticacheServerless;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -341,6 +373,12 @@ impl Tool for ElasticacheServerless {
 
 pub struct ElasticacheEvents;
 
+/// DescribeEvents' largest page.
+const EVENTS_PAGE: i32 = 100;
+/// Pages read for one answer: 1,000 events, more than ElastiCache records in 14 days for all
+/// but the largest fleets; beyond it the answer says `truncated`.
+const MAX_EVENT_PAGES: usize = 10;
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsArgs {
@@ -394,23 +432,36 @@ impl Tool for ElasticacheEvents {
                 "needed with source (e.g. \"replication-group\")",
             ));
         }
-        let page = ctx
-            .elasticache()
-            .describe_events()
-            .set_source_identifier(args.source.clone())
-            .set_source_type(source_type)
-            .start_time(DateTime::from(window.start))
-            .end_time(DateTime::from(window.end))
-            // DescribeEvents takes 20..=100 records a page.
-            .max_records(limit.max(20))
-            .send()
-            .await
-            .map_err(|e| ToolError::aws("elasticache:DescribeEvents", e))?;
-        let mut events: Vec<_> = page.events().iter().collect();
-        events.sort_by_key(|e| std::cmp::Reverse(e.date().map(|d| d.secs())));
-        let truncated = events.len() > limit as usize || page.marker().is_some();
-        events.truncate(limit as usize);
-        Ok(json!({
+        // DescribeEvents pages from the start of the window: read them all (within a page
+        // budget) and keep the newest `limit`.
+        let mut newest = Newest::new(limit as usize);
+        let mut marker: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = ctx
+                .elasticache()
+                .describe_events()
+                .set_source_identifier(args.source.clone())
+                .set_source_type(source_type.clone())
+                .start_time(DateTime::from(window.start))
+                .end_time(DateTime::from(window.end))
+                .max_records(EVENTS_PAGE)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| ToolError::aws("elasticache:DescribeEvents", e))?;
+            pages += 1;
+            newest.add(page.events().iter().cloned(), |e| {
+                e.date().map(|d| d.secs()).unwrap_or_default()
+            });
+            marker = page.marker().map(str::to_owned);
+            if marker.is_none() || pages == MAX_EVENT_PAGES {
+                break;
+            }
+        }
+        let (events, dropped) = newest.finish();
+        let truncated = dropped || marker.is_some();
+        let mut answer = json!({
             "since": super::answer::time(window.start),
             "until": super::answer::time(window.end),
             "events": events.iter().map(|e| json!({
@@ -420,17 +471,59 @@ impl Tool for ElasticacheEvents {
                 "message": e.message(),
             })).collect::<Vec<_>>(),
             "truncated": truncated,
-        }))
+        });
+        if truncated && let Some(oldest) = events.last().and_then(|e| optional_time(e.date())) {
+            answer["next"] = json!({"until": oldest});
+        }
+        Ok(answer)
     }
 }
 
 pub struct ElasticacheMetrics;
 
+/// The one cache the account has — a replication group, or a standalone cache cluster —
+/// when no cluster was named (recorded in `resolved`); several or none is an error listing
+/// them.
+async fn only_cache(ctx: &AwsContext, resolved: &mut Option<Value>) -> Result<String, ToolError> {
+    let (clusters, groups) =
+        tokio::try_join!(all_cache_clusters(ctx), all_replication_groups(ctx))?;
+    let caches: Vec<&str> = groups
+        .iter()
+        .filter_map(|g| g.replication_group_id())
+        .chain(
+            clusters
+                .iter()
+                .filter(|c| c.replication_group_id().is_none())
+                .filter_map(|c| c.cache_cluster_id()),
+        )
+        .collect();
+    match caches.as_slice() {
+        [only] => {
+            *resolved = Some(json!({"cluster": only}));
+            Ok((*only).to_owned())
+        }
+        [] => Err(ToolError::NotFound {
+            kind: "ElastiCache cluster or replication group",
+            name: "(any)".into(),
+            closest: Vec::new(),
+        }),
+        several => Err(ToolError::bad(
+            "cluster",
+            format!(
+                "required: the account has {} caches: {}",
+                several.len(),
+                several.join(", ")
+            ),
+        )),
+    }
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsArgs {
-    /// A replication group ID (every member node is read) or a cache cluster ID.
-    cluster: String,
+    /// A replication group ID (every member node is read) or a cache cluster ID; may be left
+    /// out when the account has one replication group or one standalone cluster.
+    cluster: Option<String>,
     /// CPUUtilization (default), EngineCPUUtilization, DatabaseMemoryUsagePercentage, FreeableMemory, BytesUsedForCache, SwapUsage, Evictions, CurrConnections, NewConnections, CurrItems, CacheHits, CacheMisses, CacheHitRate, NetworkBytesIn, NetworkBytesOut or ReplicationLag.
     metric: Option<String>,
     /// Average (default), Maximum, Minimum, Sum, SampleCount.
@@ -476,11 +569,16 @@ impl Tool for ElasticacheMetrics {
                 format!("{stat:?}: use Average, Maximum, Minimum, Sum or SampleCount"),
             ));
         }
+        let mut resolved = None;
+        let cluster = match args.cluster {
+            Some(cluster) => cluster,
+            None => only_cache(ctx, &mut resolved).await?,
+        };
         // A replication group first (its members are the nodes); else a cache cluster.
         let group = ctx
             .elasticache()
             .describe_replication_groups()
-            .replication_group_id(&args.cluster)
+            .replication_group_id(&cluster)
             .send()
             .await;
         let (kind, nodes): (&str, Vec<(String, String)>) = match group {
@@ -507,7 +605,7 @@ impl Tool for ElasticacheMetrics {
             let described = ctx
                 .elasticache()
                 .describe_cache_clusters()
-                .cache_cluster_id(&args.cluster)
+                .cache_cluster_id(&cluster)
                 .send()
                 .await;
             let exists = match described {
@@ -522,7 +620,7 @@ impl Tool for ElasticacheMetrics {
                 Err(err) => return Err(ToolError::aws("elasticache:DescribeCacheClusters", err)),
             };
             if exists {
-                vec![(args.cluster.clone(), String::new())]
+                vec![(cluster.clone(), String::new())]
             } else {
                 // A replication group's member that DescribeCacheClusters did not return
                 // (some emulators list only standalone clusters) is still a node to read.
@@ -530,8 +628,8 @@ impl Tool for ElasticacheMetrics {
                     tokio::try_join!(all_cache_clusters(ctx), all_replication_groups(ctx))?;
                 let member = groups.iter().find_map(|g| {
                     member_roles(g)
-                        .remove(&args.cluster)
-                        .map(|(role, _)| (args.cluster.clone(), role))
+                        .remove(&cluster)
+                        .map(|(role, _)| (cluster.clone(), role))
                 });
                 match member {
                     Some(node) => vec![node],
@@ -543,8 +641,8 @@ impl Tool for ElasticacheMetrics {
                             .collect();
                         return Err(ToolError::NotFound {
                             kind: "ElastiCache cluster or replication group",
-                            name: args.cluster.clone(),
-                            closest: closest(&args.cluster, names),
+                            name: cluster.clone(),
+                            closest: closest(&cluster, names),
                         });
                     }
                 }
@@ -569,14 +667,15 @@ impl Tool for ElasticacheMetrics {
             .collect();
         let read = read_series(ctx, &specs, window, period).await?;
         Ok(json!({
-            "cluster": args.cluster,
+            "resolved": resolved,
+            "cluster": cluster,
             "kind": kind,
             "metric": metric,
             "stat": stat,
             "period_seconds": period,
             "since": super::answer::time(window.start),
             "until": super::answer::time(window.end),
-            "times": read.times,
+            "start": read.start,
             "series": read.series,
         }))
     }

@@ -1,6 +1,6 @@
 //! CloudWatch Logs: `logs_groups`, `logs_search`, `logs_events`, `logs_insights`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::types::{OrderBy, QueryStatus};
@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::answer::millis_time;
 use super::args::{Window, epoch_millis};
-use super::closest::closest;
+use super::closest::{ShortName, closest, short_name};
+use super::newest::Newest;
 use super::paging::take_items;
 use super::{AwsContext, Capability, Tool, ToolError};
 
@@ -81,15 +82,54 @@ async fn group_not_found(ctx: &AwsContext, kind: &'static str, name: &str) -> To
     }
 }
 
-/// Checks that each named group exists; a missing one is an error listing close names.
-async fn existing_groups(ctx: &AwsContext, names: &[String]) -> Result<(), ToolError> {
+/// The log group `name` stands for: itself when it exists, else the one group it names as a
+/// path component or suffix (`payment-service` → `/ecs/payment-service`). Answers the group
+/// and whether it was resolved; several fits or none is an error listing the candidates.
+async fn resolve_group(
+    ctx: &AwsContext,
+    argument: &str,
+    name: &str,
+) -> Result<(String, bool), ToolError> {
+    let (found, _) = group_names(ctx, name, 50).await?;
+    if found.iter().any(|g| g == name) {
+        return Ok((name.to_owned(), false));
+    }
+    let (all, _) = group_names(ctx, "", 50 * SUGGESTION_PAGES).await?;
+    match short_name(name, all.iter().map(String::as_str)) {
+        ShortName::Exact => Ok((name.to_owned(), false)),
+        ShortName::One(group) => Ok((group, true)),
+        ShortName::Several(groups) => Err(ToolError::bad(
+            argument,
+            format!(
+                "{name:?} fits several log groups: {}; give the full name",
+                groups.join(", ")
+            ),
+        )),
+        ShortName::None => Err(ToolError::NotFound {
+            kind: "log group",
+            name: name.to_owned(),
+            closest: closest(name, all.iter().map(String::as_str)),
+        }),
+    }
+}
+
+/// [`resolve_group`] for each of `names`: the groups (each once) and what was resolved.
+async fn resolve_groups(
+    ctx: &AwsContext,
+    names: Vec<String>,
+) -> Result<(Vec<String>, BTreeMap<String, String>), ToolError> {
+    let mut groups = Vec::new();
+    let mut resolved = BTreeMap::new();
     for name in names {
-        let (found, _) = group_names(ctx, name, 50).await?;
-        if !found.contains(name) {
-            return Err(group_not_found(ctx, "log group", name).await);
+        let (group, was_resolved) = resolve_group(ctx, "log_groups", &name).await?;
+        if was_resolved {
+            resolved.insert(name, group.clone());
+        }
+        if !groups.contains(&group) {
+            groups.push(group);
         }
     }
-    Ok(())
+    Ok((groups, resolved))
 }
 
 pub struct LogsGroups;
@@ -164,6 +204,7 @@ impl Tool for LogsSearch {
             ctx.now,
         )?;
         let limit = limit_of("limit", args.limit, 50, 1000)? as usize;
+        let mut resolved = BTreeMap::new();
         let groups = match (args.log_groups, args.log_group_prefix) {
             (Some(_), Some(_)) => {
                 return Err(ToolError::bad(
@@ -174,8 +215,9 @@ impl Tool for LogsSearch {
             (Some(groups), None) if groups.is_empty() => {
                 return Err(ToolError::bad("log_groups", "name at least one log group"));
             }
-            (Some(groups), None) => {
-                existing_groups(ctx, &groups).await?;
+            (Some(names), None) => {
+                let (groups, found) = resolve_groups(ctx, names).await?;
+                resolved = found;
                 groups
             }
             (None, Some(prefix)) => {
@@ -210,12 +252,12 @@ impl Tool for LogsSearch {
             .try_collect()
             .await?;
         let mut more = found.iter().any(|(_, more)| *more);
-        let mut events: Vec<Event> = found.into_iter().flat_map(|(e, _)| e).collect();
-        events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
-        if events.len() > limit {
-            events.truncate(limit);
-            more = true;
+        let mut newest = Newest::new(limit);
+        for (events, _) in found {
+            newest.add(events, |e| e.timestamp);
         }
+        let (events, dropped) = newest.finish();
+        more |= dropped;
         // A group or stream shared by every event is said once, not per event.
         let one_group = groups.len() == 1;
         let streams: BTreeSet<&str> = events.iter().map(|e| e.stream.as_str()).collect();
@@ -232,6 +274,7 @@ impl Tool for LogsSearch {
             })
             .collect();
         let mut answer = json!({
+            "resolved": (!resolved.is_empty()).then_some(&resolved),
             "log_group": one_group.then(|| &groups[0]),
             "stream": one_stream.then(|| streams.first().copied()).flatten(),
             "since": super::answer::time(window.start),
@@ -256,8 +299,21 @@ struct Event {
     message: String,
 }
 
-/// One group's matching events, following pages until `limit` are found; answers whether
-/// there were more.
+/// FilterLogEvents calls one group's search may make. Each page holds at most 1 MB or 10,000
+/// events, so a search reads at most ~20 MB and takes a few seconds even on a busy group.
+const MAX_PAGES_PER_GROUP: usize = 20;
+/// The first slice searched is the newest 1/32 of the window (at least a minute); each
+/// further slice, going back, is twice as long — about six slices for an empty window.
+const FIRST_SLICE_DIVISOR: u32 = 32;
+const MIN_SLICE: Duration = Duration::from_secs(60);
+
+/// One group's newest `limit` matches in the window.
+///
+/// FilterLogEvents pages oldest first, so reading pages until `limit` are found would give
+/// the *oldest* matches — the start of an incident, not its latest errors. Instead the
+/// window is searched backwards in slices from its end: each slice is read whole (every
+/// page), newest slices first, until `limit` matches are found or the window is covered.
+/// Answers the events (newest first) and whether older matches may remain.
 async fn search_group(
     ctx: &AwsContext,
     group: &str,
@@ -265,17 +321,59 @@ async fn search_group(
     window: Window,
     limit: usize,
 ) -> Result<(Vec<Event>, bool), ToolError> {
+    let mut newest = Newest::new(limit);
+    let mut pages_left = MAX_PAGES_PER_GROUP;
+    let mut slice_end = window.end;
+    let mut width = (window.length() / FIRST_SLICE_DIVISOR).max(MIN_SLICE);
+    loop {
+        let slice = Window {
+            start: window
+                .start
+                .max(slice_end.checked_sub(width).unwrap_or(window.start)),
+            end: slice_end,
+        };
+        let (events, complete) = read_slice(ctx, group, pattern, slice, &mut pages_left).await?;
+        if !complete && newest.len() == 0 && width > MIN_SLICE {
+            // Even the newest slice has more pages than the budget: what was read is its
+            // oldest part. Look again at a narrower slice at the end.
+            width = (width / 8).max(MIN_SLICE);
+            if pages_left > 0 {
+                continue;
+            }
+        }
+        newest.add(events, |e| e.timestamp);
+        let covered = slice.start <= window.start;
+        if newest.is_full() || covered || !complete || pages_left == 0 {
+            let (events, dropped) = newest.finish();
+            // Older matches may remain unless the whole window was read and nothing dropped.
+            let more = dropped || !covered || !complete;
+            return Ok((events, more));
+        }
+        slice_end = slice.start;
+        width *= 2;
+    }
+}
+
+/// Every match of one time slice, page after page, within the page budget; answers them and
+/// whether the slice was read to its end.
+async fn read_slice(
+    ctx: &AwsContext,
+    group: &str,
+    pattern: &str,
+    slice: Window,
+    pages_left: &mut usize,
+) -> Result<(Vec<Event>, bool), ToolError> {
     let mut events = Vec::new();
     let mut token: Option<String> = None;
     let mut seen_tokens = BTreeSet::new();
-    loop {
+    while *pages_left > 0 {
+        *pages_left -= 1;
         let mut call = ctx
             .logs()
             .filter_log_events()
             .log_group_name(group)
-            .start_time(epoch_millis(window.start))
-            .end_time(epoch_millis(window.end))
-            .limit(limit.min(10_000) as i32);
+            .start_time(epoch_millis(slice.start))
+            .end_time(epoch_millis(slice.end));
         if !pattern.is_empty() {
             call = call.filter_pattern(pattern);
         }
@@ -297,14 +395,11 @@ async fn search_group(
         let repeated = token
             .as_ref()
             .is_some_and(|t| !seen_tokens.insert(t.clone()));
-        if events.len() >= limit || token.is_none() || repeated {
-            // FilterLogEvents pages oldest first within each stream: keep the newest.
-            events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
-            let more = events.len() > limit || (token.is_some() && !repeated);
-            events.truncate(limit);
-            return Ok((events, more));
+        if token.is_none() || repeated {
+            return Ok((events, true));
         }
     }
+    Ok((events, false))
 }
 
 pub struct LogsEvents;
@@ -329,7 +424,11 @@ impl Tool for LogsEvents {
     const NAME: &'static str = "logs_events";
     const CAPABILITY: Capability = Capability::Logs;
     const DESCRIPTION: &'static str = "Read the events of one log stream (default: the stream of the group with the latest event) over a time window, newest first. Use it to read what one container or instance logged around an incident, unfiltered.";
-    const IAM_ACTIONS: &'static [&'static str] = &["logs:GetLogEvents", "logs:DescribeLogStreams"];
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "logs:GetLogEvents",
+        "logs:DescribeLogStreams",
+        "logs:DescribeLogGroups",
+    ];
 
     async fn run(ctx: &AwsContext, args: EventsArgs) -> Result<Value, ToolError> {
         let window = Window::from_args(
@@ -339,7 +438,7 @@ impl Tool for LogsEvents {
             ctx.now,
         )?;
         let limit = limit_of("limit", args.limit, 100, 1000)?;
-        let group = args.log_group;
+        let (group, was_resolved) = resolve_group(ctx, "log_group", &args.log_group).await?;
         let streams = ctx
             .logs()
             .describe_log_streams()
@@ -348,19 +447,8 @@ impl Tool for LogsEvents {
             .descending(true)
             .limit(50)
             .send()
-            .await;
-        let streams = match streams {
-            Ok(streams) => streams,
-            Err(err) => {
-                let missing = err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception());
-                if missing {
-                    return Err(group_not_found(ctx, "log group", &group).await);
-                }
-                return Err(ToolError::aws("logs:DescribeLogStreams", err));
-            }
-        };
+            .await
+            .map_err(|err| ToolError::aws("logs:DescribeLogStreams", err))?;
         let names: Vec<&str> = streams
             .log_streams()
             .iter()
@@ -414,6 +502,7 @@ impl Tool for LogsEvents {
             })
             .collect();
         let mut answer = json!({
+            "resolved": was_resolved.then(|| json!({args.log_group.as_str(): &group})),
             "log_group": group,
             "stream": stream,
             "events": shown,
@@ -448,7 +537,11 @@ impl Tool for LogsInsights {
     const NAME: &'static str = "logs_insights";
     const CAPABILITY: Capability = Capability::Logs;
     const DESCRIPTION: &'static str = "Run a CloudWatch Logs Insights query over log groups and a time window, wait for it (up to 60 s) and return its rows. Use it for counts, aggregations and parsing (stats count(*) by bin(5m), parse, filter) that a plain pattern search cannot do.";
-    const IAM_ACTIONS: &'static [&'static str] = &["logs:StartQuery", "logs:GetQueryResults"];
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "logs:StartQuery",
+        "logs:GetQueryResults",
+        "logs:DescribeLogGroups",
+    ];
 
     async fn run(ctx: &AwsContext, args: InsightsArgs) -> Result<Value, ToolError> {
         let window = Window::from_args(
@@ -464,29 +557,19 @@ impl Tool for LogsInsights {
         if args.query.trim().is_empty() {
             return Err(ToolError::bad("query", "must not be empty"));
         }
+        let (groups, resolved) = resolve_groups(ctx, args.log_groups).await?;
         let seconds = |t: std::time::SystemTime| epoch_millis(t) / 1000;
         let started = ctx
             .logs()
             .start_query()
-            .set_log_group_names(Some(args.log_groups.clone()))
+            .set_log_group_names(Some(groups))
             .query_string(&args.query)
             .start_time(seconds(window.start))
             .end_time(seconds(window.end))
             .limit(limit as i32)
             .send()
             .await;
-        let started = match started {
-            Ok(started) => started,
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                existing_groups(ctx, &args.log_groups).await?;
-                return Err(ToolError::aws("logs:StartQuery", err));
-            }
-            Err(err) => return Err(ToolError::aws("logs:StartQuery", err)),
-        };
+        let started = started.map_err(|err| ToolError::aws("logs:StartQuery", err))?;
         let id = started.query_id().unwrap_or_default().to_owned();
         let deadline = tokio::time::Instant::now() + INSIGHTS_WAIT;
         let mut pause = Duration::from_millis(250);
@@ -523,6 +606,7 @@ impl Tool for LogsInsights {
                     .collect();
                 let stats = results.statistics();
                 return Ok(json!({
+                    "resolved": (!resolved.is_empty()).then_some(&resolved),
                     "query_id": id,
                     "status": status.as_ref().map(|s| s.as_str()),
                     "rows": rows,

@@ -143,34 +143,54 @@ pub async fn read_series(
             series
         })
         .collect();
-    Ok(shape_series(specs, &all))
+    Ok(shape_series(specs, &all, period))
 }
 
-/// The series as an answer: when every series has the same timestamps they are given once
-/// (`times`) and each series carries only its `values`; otherwise each has `points`.
-fn shape_series(specs: &[SeriesSpec], all: &[Vec<(SystemTime, f64)>]) -> Series {
-    let times = |s: &Vec<(SystemTime, f64)>| s.iter().map(|(t, _)| *t).collect::<Vec<_>>();
-    let shared = all.windows(2).all(|w| times(&w[0]) == times(&w[1]));
+/// The series as an answer, as compactly as they allow. CloudWatch puts datapoints at
+/// `start + k × period`; when every point of every series sits on that grid and at least
+/// half of it holds data, the grid is said once (`start`, with the answer's
+/// `period_seconds`) and each series is just its `values`, oldest first, with `null` for a
+/// period without data. Otherwise — irregular or sparse — each series carries its `points`
+/// as `[time, value]` pairs, which is then the shorter form.
+fn shape_series(specs: &[SeriesSpec], all: &[Vec<(SystemTime, f64)>], period: i32) -> Series {
+    let grid = regular_grid(all, period);
     let series = specs
         .iter()
         .zip(all)
-        .map(|(spec, points)| summarize(spec, points, !shared))
+        .map(|(spec, points)| summarize(spec, points, grid, period))
         .collect();
     Series {
-        times: if shared {
-            all.first()
-                .map(|s| s.iter().map(|(t, _)| time(*t)).collect())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        },
+        start: grid.map(|(start, _)| time(start)),
         series,
     }
 }
 
-/// Series read together: shared timestamps (when they are) and one entry per series.
+/// The grid every point sits on — its first time and number of periods — if there is one.
+fn regular_grid(all: &[Vec<(SystemTime, f64)>], period: i32) -> Option<(SystemTime, usize)> {
+    let period = u64::try_from(period).ok().filter(|p| *p > 0)?;
+    let start = all
+        .iter()
+        .filter_map(|s| s.first())
+        .map(|(t, _)| *t)
+        .min()?;
+    let mut last = 0;
+    let mut filled = 0;
+    for (at, _) in all.iter().flatten() {
+        let offset = at.duration_since(start).ok()?;
+        if offset.subsec_nanos() != 0 || offset.as_secs() % period != 0 {
+            return None;
+        }
+        last = last.max(offset.as_secs() / period);
+        filled += 1;
+    }
+    let periods = last as usize + 1;
+    let slots = periods * all.iter().filter(|s| !s.is_empty()).count();
+    (filled * 2 >= slots).then_some((start, periods))
+}
+
+/// Series read together: the grid's start when they are regular, and one entry per series.
 pub struct Series {
-    pub times: Vec<String>,
+    pub start: Option<String>,
     pub series: Vec<Value>,
 }
 
@@ -178,8 +198,23 @@ fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn summarize(spec: &SeriesSpec, series: &[(SystemTime, f64)], with_times: bool) -> Value {
+fn summarize(
+    spec: &SeriesSpec,
+    series: &[(SystemTime, f64)],
+    grid: Option<(SystemTime, usize)>,
+    period: i32,
+) -> Value {
     let values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
+    let on_grid = grid.map(|(start, periods)| {
+        let mut slots: Vec<Option<f64>> = vec![None; periods];
+        for (at, value) in series {
+            let k = at.duration_since(start).unwrap_or_default().as_secs() / period as u64;
+            if let Some(slot) = slots.get_mut(k as usize) {
+                *slot = Some(round(*value));
+            }
+        }
+        slots
+    });
     let summary = (!values.is_empty()).then(|| {
         json!({
             "latest": round(*values.last().unwrap_or(&0.0)),
@@ -191,8 +226,8 @@ fn summarize(spec: &SeriesSpec, series: &[(SystemTime, f64)], with_times: bool) 
     json!({
         "label": spec.label,
         "summary": summary,
-        "points": with_times.then(|| series.iter().map(|(at, v)| json!([time(*at), round(*v)])).collect::<Vec<_>>()),
-        "values": (!with_times).then(|| values.iter().map(|v| round(*v)).collect::<Vec<_>>()),
+        "points": grid.is_none().then(|| series.iter().map(|(at, v)| json!([time(*at), round(*v)])).collect::<Vec<_>>()),
+        "values": (!values.is_empty()).then_some(on_grid).flatten(),
         "note": values.is_empty().then_some("no datapoints in this window"),
     })
 }
@@ -323,7 +358,7 @@ impl Tool for MetricsQuery {
             "period_seconds": period,
             "since": time(window.start),
             "until": time(window.end),
-            "times": read.times,
+            "start": read.start,
             "series": read.series.pop(),
         }))
     }
@@ -462,6 +497,42 @@ mod tests {
         assert_eq!(period_for(Duration::from_secs(3 * 3600)), 300);
         assert_eq!(period_for(Duration::from_secs(86400)), 3600);
         assert_eq!(period_for(Duration::from_secs(30 * 86400)), 86400);
+    }
+
+    fn at(minute: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + minute * 60)
+    }
+
+    fn spec(label: &str) -> SeriesSpec {
+        SeriesSpec {
+            label: label.into(),
+            namespace: "AWS/ElastiCache".into(),
+            metric: "CPUUtilization".into(),
+            dimensions: BTreeMap::new(),
+            stat: "Average".into(),
+        }
+    }
+
+    #[test]
+    fn a_regular_series_is_its_start_and_values_with_gaps_as_null() {
+        let primary = vec![(at(0), 10.0), (at(1), 20.0), (at(3), 40.0)];
+        let replica = vec![(at(1), 5.0), (at(2), 6.0), (at(3), 7.0)];
+        let shaped = shape_series(&[spec("001"), spec("002")], &[primary, replica], 60);
+        assert_eq!(shaped.start.as_deref(), Some("2027-01-15T08:00:00Z"));
+        assert_eq!(shaped.series[0]["values"], json!([10.0, 20.0, null, 40.0]));
+        assert_eq!(shaped.series[1]["values"], json!([null, 5.0, 6.0, 7.0]));
+        assert!(shaped.series[0].get("points").is_none_or(Value::is_null));
+    }
+
+    #[test]
+    fn irregular_or_sparse_series_keep_their_times() {
+        let off_grid = vec![(at(0), 1.0), (at(1) + Duration::from_secs(7), 2.0)];
+        let shaped = shape_series(&[spec("x")], &[off_grid], 60);
+        assert!(shaped.start.is_none());
+        assert_eq!(shaped.series[0]["points"].as_array().unwrap().len(), 2);
+        let sparse = vec![(at(0), 1.0), (at(10), 2.0), (at(20), 3.0)];
+        let shaped = shape_series(&[spec("x")], &[sparse], 60);
+        assert!(shaped.start.is_none(), "3 of 21 slots: points are shorter");
     }
 
     #[test]

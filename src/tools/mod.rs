@@ -28,6 +28,7 @@ mod error;
 mod identity;
 mod logs;
 mod metrics;
+mod newest;
 mod paging;
 pub mod policy;
 pub mod render;
