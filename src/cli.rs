@@ -54,7 +54,7 @@ pub enum Command {
     /// Run one tool with the AWS credentials of this process (as inside a sandbox).
     Tool(ToolArgs),
     /// Serve every tool over the Model Context Protocol on stdin/stdout.
-    Mcp,
+    Mcp(McpArgs),
     /// Print IAM documents derived from the tool catalogue.
     Policy(PolicyArgs),
     /// Run sandboxes through the daemon's API.
@@ -100,6 +100,16 @@ pub struct ToolArgs {
     /// Output format [default: text on a terminal, else json].
     #[arg(long, value_enum)]
     pub output: Option<Output>,
+    /// Return secrets found in answers (keys, tokens, passwords) as they are, unmasked.
+    #[arg(long)]
+    pub no_mask: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Return secrets found in answers (keys, tokens, passwords) as they are, unmasked.
+    #[arg(long)]
+    pub no_mask: bool,
 }
 
 #[derive(Debug, Args)]

@@ -168,10 +168,22 @@ async fn a_cluster_may_be_left_out_when_the_account_has_one() {
     let (code, answer) = tool_on(world(), "ecs_services", json!({}));
     assert_eq!(code, 65, "{answer}");
     assert_eq!(answer["error"]["argument"], "cluster");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("main"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("main"),
+        "{answer}"
+    );
     let (code, answer) = tool_on(world(), "elasticache_metrics", json!({}));
     assert_eq!(code, 65, "{answer}");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("cell-a-redis"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cell-a-redis"),
+        "{answer}"
+    );
 
     // An account with one of each: used, and the answer says so.
     let bed = TestBed::start();
@@ -198,7 +210,11 @@ async fn a_cluster_may_be_left_out_when_the_account_has_one() {
     ] {
         let (code, answer) = tool_on(&bed, name, args);
         assert_eq!(code, 0, "{name}: {answer}");
-        let expected = if name == "elasticache_metrics" { "solo-cache" } else { "solo" };
+        let expected = if name == "elasticache_metrics" {
+            "solo-cache"
+        } else {
+            "solo"
+        };
         assert_eq!(answer["resolved"]["cluster"], expected, "{name}: {answer}");
     }
 }
@@ -799,4 +815,47 @@ mod client_calls {
         }
         found
     }
+}
+
+#[test]
+fn secrets_in_log_lines_are_masked_unless_asked_not_to() {
+    let args = json!({"log_groups": ["order-processor"], "pattern": "ERROR"});
+    let answer = tool("logs_search", args.clone());
+    let text = answer.to_string();
+    assert!(
+        !text.contains("Sup3rS3cret") && !text.contains("9f8e7d6c5b4a"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[masked:url-password:") && text.contains("[masked:bearer-token:"),
+        "{text}"
+    );
+    assert_eq!(answer["masked"], 2, "{answer}");
+    assert!(
+        text.contains("postgres://orders:"),
+        "the rest of the line stays: {text}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args([
+            "tool",
+            "logs_search",
+            "--args",
+            &args.to_string(),
+            "--output",
+            "json",
+            "--no-mask",
+        ])
+        .env("AWS_ENDPOINT_URL", &world().endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testbed")
+        .env("AWS_SECRET_ACCESS_KEY", "testbed")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        raw.contains("Sup3rS3cret") && !raw.contains("\"masked\""),
+        "{raw}"
+    );
 }

@@ -1,5 +1,6 @@
 //! `autoheal mcp`: a Model Context Protocol server on stdio exposing every tool, with its
-//! JSON Schema and the read-only annotation. A tool's failure is a tool result with
+//! JSON Schema and the read-only annotation. Secrets in answers are masked unless
+//! `--no-mask`. A tool's failure is a tool result with
 //! `isError: true` carrying the error (AWS code, the IAM action, a hint) — never a success,
 //! and never a protocol error the model cannot see.
 
@@ -14,8 +15,9 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, ServiceExt};
 use serde_json::Value;
 
+use crate::cli::McpArgs;
 use crate::exit_code::Exit;
-use crate::tools::{self, AwsContext};
+use crate::tools::{self, AwsContext, mask_answer};
 
 /// What `initialize` tells the agent: what the tools cover and how their answers behave.
 const INSTRUCTIONS: &str = "Read-only AWS tools for incident investigation in one AWS account and region: \
@@ -34,10 +36,12 @@ durations back from now (\"1h\", \"30m\") or RFC 3339 times.";
 struct AutohealTools {
     ctx: AwsContext,
     listed: Vec<Tool>,
+    /// Mask secrets in answers (on unless `--no-mask`).
+    mask: bool,
 }
 
 impl AutohealTools {
-    fn new(ctx: AwsContext) -> Self {
+    fn new(ctx: AwsContext, mask: bool) -> Self {
         let listed = tools::catalogue()
             .iter()
             .map(|t| {
@@ -54,7 +58,7 @@ impl AutohealTools {
                 )
             })
             .collect();
-        Self { ctx, listed }
+        Self { ctx, listed, mask }
     }
 }
 
@@ -87,7 +91,13 @@ impl ServerHandler for AutohealTools {
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let outcome = match tools::find(&request.name) {
-            Ok(tool) => tool.run(&self.ctx.at_now(), arguments).await,
+            Ok(tool) => tool.run(&self.ctx.at_now(), arguments).await.map(|answer| {
+                if self.mask {
+                    mask_answer(answer)
+                } else {
+                    answer
+                }
+            }),
             Err(err) => Err(err),
         };
         let result = match outcome {
@@ -98,9 +108,9 @@ impl ServerHandler for AutohealTools {
     }
 }
 
-pub async fn run() -> Exit {
+pub async fn run(args: &McpArgs) -> Exit {
     let ctx = AwsContext::from_environment(None).await;
-    let service = match AutohealTools::new(ctx)
+    let service = match AutohealTools::new(ctx, !args.no_mask)
         .serve(rmcp::transport::stdio())
         .await
     {

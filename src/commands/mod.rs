@@ -26,9 +26,9 @@ pub async fn run(cli: Cli) -> Exit {
             quiet_logging(&cli);
             tool::run(args).await
         }
-        Command::Mcp => {
+        Command::Mcp(args) => {
             quiet_logging(&cli);
-            mcp::run().await
+            mcp::run(args).await
         }
         Command::Policy(args) => policy::run(&cli, args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run::run(&cli, args).await,

@@ -1,7 +1,8 @@
 //! `autoheal tool NAME --args JSON`: runs one tool with the ambient AWS credentials (in a
 //! sandbox, the ones the daemon injected). Text on a terminal, JSON otherwise or with
 //! `--output json`. Exit 65 on bad arguments or an unknown name, 77 when AWS denies the
-//! call, 69 when AWS cannot be reached or fails.
+//! call, 69 when AWS cannot be reached or fails. Secrets in the answer are masked unless
+//! `--no-mask`.
 
 use std::io::IsTerminal;
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 use crate::cli::{Output, ToolArgs};
 use crate::exit_code::Exit;
 use crate::stdout::print_line;
-use crate::tools::{self, AwsContext, ToolError, render};
+use crate::tools::{self, AwsContext, ToolError, mask_answer, render};
 
 pub async fn run(args: &ToolArgs) -> Exit {
     let output = args.output.unwrap_or(if std::io::stdout().is_terminal() {
@@ -24,7 +25,13 @@ pub async fn run(args: &ToolArgs) -> Exit {
             Err(err) => Err(err),
             Ok(tool) => {
                 let ctx = AwsContext::from_environment(args.region.clone()).await;
-                tool.run(&ctx, arguments).await
+                tool.run(&ctx, arguments).await.map(|answer| {
+                    if args.no_mask {
+                        answer
+                    } else {
+                        mask_answer(answer)
+                    }
+                })
             }
         },
     };

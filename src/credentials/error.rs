@@ -48,6 +48,8 @@ pub enum FailureKind {
     OidcDenied,
     /// OIDC: STS could not fetch the issuer's keys (`IDPCommunicationError`).
     OidcProviderUnreachable,
+    /// OIDC: the provider refused a claim of the token (`IDPRejectedClaim`).
+    OidcClaimRejected,
     /// Anything else; the message says what.
     Other,
 }
@@ -67,6 +69,7 @@ impl FailureKind {
             Self::OidcTokenRejected => "oidc_token_rejected",
             Self::OidcDenied => "oidc_denied",
             Self::OidcProviderUnreachable => "oidc_provider_unreachable",
+            Self::OidcClaimRejected => "oidc_claim_rejected",
             Self::Other => "other",
         }
     }
@@ -209,9 +212,8 @@ fn classify_without_imds(
         return match code.as_deref() {
             Some("InvalidIdentityToken") => FailureKind::OidcTokenRejected,
             Some("AccessDenied") => FailureKind::OidcDenied,
-            Some("IDPCommunicationError" | "IDPRejectedClaim") => {
-                FailureKind::OidcProviderUnreachable
-            }
+            Some("IDPCommunicationError") => FailureKind::OidcProviderUnreachable,
+            Some("IDPRejectedClaim") => FailureKind::OidcClaimRejected,
             Some(_) => FailureKind::StsError,
             None if lower.contains("no usable oidc issuer") => FailureKind::OidcIssuerUnusable,
             None => FailureKind::StsError,
@@ -349,6 +351,12 @@ pub fn hint(kind: FailureKind, integration: &IntegrationConfig) -> String {
         FailureKind::OidcProviderUnreachable => "STS could not reach the issuer to fetch its keys (IDPCommunicationError). \
              The published documents must be on public HTTPS (S3 + CloudFront); autoheal retries \
              with backoff meanwhile."
+            .into(),
+        FailureKind::OidcClaimRejected => "STS reached the issuer but a claim of the token was rejected \
+             (IDPRejectedClaim). Check that the IAM OIDC provider's audience list (client IDs) holds \
+             {tenant_slug}-oidc-service, and that the role's trust policy conditions on :aud and :sub \
+             match what the tokens carry (`autoheal oidc token --integration NAME` shows them; \
+             `autoheal policy trust-oidc` prints a matching policy)."
             .into(),
         FailureKind::Other => "see the message above; run `autoheal check` for a full diagnosis.".into(),
     }

@@ -202,4 +202,17 @@ mod tests {
         assert_eq!(failure.kind, FailureKind::OidcDenied);
         assert!(failure.hint.contains("trust-oidc"), "{}", failure.hint);
     }
+
+    #[tokio::test]
+    async fn a_rejected_claim_is_not_called_an_unreachable_provider() {
+        let (source, _http, integration) = source(vec![sts_error(
+            "IDPRejectedClaim",
+            "Incorrect token audience",
+        )]);
+        let err = source.provide_credentials().await.unwrap_err();
+        let failure = classify(&err, &integration);
+        assert_eq!(failure.kind, FailureKind::OidcClaimRejected, "{failure:?}");
+        assert!(failure.hint.contains(":aud"), "{}", failure.hint);
+        assert!(!failure.hint.contains("public HTTPS"), "{}", failure.hint);
+    }
 }

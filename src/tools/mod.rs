@@ -27,6 +27,7 @@ mod elasticache;
 mod error;
 mod identity;
 mod logs;
+mod mask;
 mod metrics;
 mod newest;
 mod paging;
@@ -43,6 +44,7 @@ use serde_json::Value;
 
 pub use context::AwsContext;
 pub use error::ToolError;
+pub use mask::mask_answer;
 
 /// The IAM actions a tool may call: the only verbs read-only tools use.
 pub const READ_ONLY_ACTION_PREFIXES: [&str; 3] = ["Describe", "List", "Get"];

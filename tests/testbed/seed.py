@@ -82,6 +82,9 @@ class World:
             "/aws/lambda/order-processor": [
                 (now - dt.timedelta(minutes=20), "START RequestId: 6f1c Version: $LATEST"),
                 (now - dt.timedelta(minutes=20), "END RequestId: 6f1c"),
+                # Secrets as real logs leak them: the tools must mask them (tests/tools.rs).
+                (now - dt.timedelta(minutes=19), "ERROR cannot reach postgres://orders:Sup3rS3cret@orders-db.internal:5432/orders; "
+                 "retrying with Authorization: Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0"),
             ],
             "/aws/eks/prod-eks/cluster": [
                 (now - dt.timedelta(minutes=15), "I1126 kube-apiserver: node ip-10-0-1-23 NotReady"),
