@@ -58,10 +58,13 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let (code, text) = code_and_message(err);
-    let message = match (&code, text) {
-        (Some(code), Some(text)) => format!("{code}: {text}"),
-        (Some(code), None) => code.clone(),
-        _ => DisplayErrorContext(err).to_string(),
+    let message = match (&code, text, http_status(err)) {
+        (Some(code), Some(text), _) => format!("{code}: {text}"),
+        (Some(code), None, _) => code.clone(),
+        // An answer without an AWS error in it (a proxy's page, a server's crash): its
+        // status says enough; the body is no use to an operator.
+        (None, _, Some(status)) => format!("HTTP {status} without an AWS error code"),
+        (None, _, None) => DisplayErrorContext(err).to_string(),
     };
     let class = if code.as_deref().is_some_and(|c| DENIED_CODES.contains(&c))
         // Some emulators and proxies answer a bare 403 the SDK cannot parse.

@@ -305,21 +305,38 @@ fn autoheal(bed: &TestBed, config_toml: &str, args: &[&str]) -> Output {
 }
 
 #[tokio::test]
-async fn check_reports_each_capability_as_the_policy_allows_or_denies_it() {
+async fn check_probes_every_action_and_names_each_one_denied() {
     let bed = TestBed::start_seeded();
+    // A role with every action the tools use but one per capability — the guide's "can
+    // query some services but not others".
+    let missing = [
+        "logs:FilterLogEvents",
+        "cloudwatch:GetMetricData",
+        "ec2:DescribeSubnets",
+        "ecs:DescribeServices",
+        "eks:DescribeNodegroup",
+        "elasticache:DescribeReplicationGroups",
+    ];
+    let every: Vec<&str> = autoheal::tools::policy::actions(&[]).into_iter().collect();
+    assert_eq!(every.len(), 29);
     // moto checks CloudWatch under the `monitoring:` prefix (TESTING.md gap 4), where AWS
-    // uses `cloudwatch:`; the policy here grants both spellings.
+    // uses `cloudwatch:`; the policy grants both spellings.
+    let granted: Vec<String> = every
+        .iter()
+        .filter(|a| !missing.contains(a))
+        .flat_map(|a| {
+            let monitoring = a
+                .strip_prefix("cloudwatch:")
+                .map(|x| format!("monitoring:{x}"));
+            std::iter::once(a.to_string()).chain(monitoring)
+        })
+        .collect();
+    let granted: Vec<&str> = granted.iter().map(String::as_str).collect();
     bed.put_role(
         &bed.account_id,
         "autoheal-instance-role",
         json!(null),
-        allow(&[
-            "sts:GetCallerIdentity",
-            "logs:DescribeLogGroups",
-            "ec2:DescribeInstances",
-            "cloudwatch:DescribeAlarms",
-            "monitoring:DescribeAlarms",
-        ]),
+        allow(&granted),
     )
     .await;
     let (secret, session_token) = bed.instance_secrets().await;
@@ -332,45 +349,58 @@ async fn check_reports_each_capability_as_the_policy_allows_or_denies_it() {
     let report: Value = serde_json::from_str(&stdout).expect("one JSON document");
     let local = &report["integrations"][0];
     assert_eq!(local["identity"]["account"], bed.account_id.as_str());
-    assert_eq!(local["account_matches"], true);
-    let status = |capability: &str| {
-        local["capabilities"]
-            .as_array()
-            .unwrap()
+    let capabilities = local["capabilities"].as_array().unwrap();
+    let capability = |name: &str| {
+        capabilities
             .iter()
-            .find(|c| c["capability"] == capability)
-            .unwrap_or_else(|| panic!("{capability} missing"))
+            .find(|c| c["capability"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
             .clone()
     };
-    assert_eq!(status("cloudwatch_logs")["status"], "allowed");
-    assert_eq!(
-        status("cloudwatch_logs")["detail"],
-        "4 log groups in us-east-1"
-    );
-    assert_eq!(status("ec2")["status"], "allowed");
-    assert_eq!(status("cloudwatch_metrics")["status"], "allowed");
-    for denied in ["ecs", "elasticache"] {
-        let report = status(denied);
+    // Every action the catalogue declares was tried (GetCallerIdentity is the identity).
+    let mut probed: Vec<String> = capabilities
+        .iter()
+        .flat_map(|c| c["actions"].as_array().unwrap().iter())
+        .map(|a| a["action"].as_str().unwrap().to_owned())
+        .collect();
+    probed.push("sts:GetCallerIdentity".into());
+    probed.sort();
+    let mut expected: Vec<String> = every.iter().map(|a| a.to_string()).collect();
+    expected.sort();
+    assert_eq!(probed, expected);
+
+    for (name, denied) in [
+        ("cloudwatch_logs", "logs:FilterLogEvents"),
+        ("cloudwatch_metrics", "cloudwatch:GetMetricData"),
+        ("ec2", "ec2:DescribeSubnets"),
+        ("ecs", "ecs:DescribeServices"),
+        ("elasticache", "elasticache:DescribeReplicationGroups"),
+    ] {
+        let report = capability(name);
         assert_eq!(report["status"], "denied", "{report}");
+        assert_eq!(
+            report["denied"],
+            json!([denied]),
+            "exactly that one: {report}"
+        );
+        let hint = report["hint"].as_str().unwrap();
         assert!(
-            report["hint"]
-                .as_str()
-                .unwrap()
-                .contains("autoheal policy permissions"),
-            "{report}"
+            hint.contains(denied) && hint.contains("put-role-policy"),
+            "{hint}"
         );
     }
-    assert_eq!(status("ecs")["action"], "ecs:ListClusters");
     // moto fails every EKS GET with SignatureDoesNotMatch under enforcement (TESTING.md
     // gap 4), so EKS can only report an error here, with the credential hint.
-    assert_eq!(status("eks")["status"], "error", "{}", status("eks"));
-    assert!(
-        status("eks")["hint"]
-            .as_str()
-            .unwrap()
-            .contains("credentials themselves")
+    assert_eq!(
+        capability("eks")["status"],
+        "error",
+        "{}",
+        capability("eks")
     );
 
+    let text = autoheal(&bed, INSTANCE_ROLE, &["check"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("denied: logs:FilterLogEvents"), "{text}");
     for (what, value) in [("secret key", &secret), ("session token", &session_token)] {
         assert!(!stdout.contains(value.as_str()), "{what} in stdout");
         assert!(!stderr.contains(value.as_str()), "{what} in the debug log");
@@ -420,7 +450,15 @@ async fn check_passes_and_shows_the_cross_account_identity() {
         )),
         "{text}"
     );
-    assert_eq!(text.matches("allowed").count(), 12, "{text}");
+    assert_eq!(
+        text.matches("  allowed  ").count(),
+        12,
+        "6 capabilities, twice: {text}"
+    );
+    // One screen when all is well: a header, credentials, identity, one line per capability
+    // and a blank line — nothing more for the integration whose account has resources.
+    let local = text.split("cross (").next().unwrap();
+    assert_eq!(local.lines().count(), 10, "{text}");
 }
 
 #[tokio::test]

@@ -153,11 +153,12 @@ async fn a_slow_loris_flood_is_bounded_and_healthz_answers_throughout() {
         "/healthz answered throughout ({checks} checks)"
     );
     assert!(checks >= 10, "the prober ran during the flood");
-    // 512 connections with at most a 16 KiB buffer each, plus the allocator's slack.
-    let bound = 64 * 1024;
+    // 512 connections with at most a 16 KiB read buffer each (measured: +16 to +18 MiB; it
+    // was +110 MiB while every connection reserved room for a whole handler's state).
+    let bound = 32 * 1024;
     assert!(
         peak_1.max(peak_2) - idle < bound,
-        "peak RSS grew by {} KiB (bound: 64 MiB)",
+        "peak RSS grew by {} KiB (bound: 32 MiB)",
         peak_1.max(peak_2) - idle
     );
     assert!(

@@ -286,7 +286,7 @@ async fn logs_insights_waits_for_the_query_and_returns_aggregated_rows() {
     let client = replay_from(
         "https://logs.us-east-1.amazonaws.com/",
         "application/x-amz-json-1.1",
-        &[START_QUERY, RUNNING, STATS],
+        &[ONE_GROUP, START_QUERY, RUNNING, STATS],
     );
     let query = "filter @message like /ERROR/ | stats count(*) as errors by bin(5m)";
     let answer = find("logs_insights")
@@ -298,8 +298,12 @@ async fn logs_insights_waits_for_the_query_and_returns_aggregated_rows() {
         .await
         .unwrap();
     let requests: Vec<_> = client.actual_requests().collect();
-    assert_eq!(requests.len(), 3, "one start, polled until complete");
-    let start = String::from_utf8_lossy(requests[0].body().bytes().unwrap()).into_owned();
+    assert_eq!(
+        requests.len(),
+        4,
+        "the group checked, one start, polled until complete"
+    );
+    let start = String::from_utf8_lossy(requests[1].body().bytes().unwrap()).into_owned();
     assert!(
         start.contains("stats count(*) as errors by bin(5m)"),
         "{start}"

@@ -118,11 +118,16 @@ pub async fn serve(
                 let service = service_fn(move |request| {
                     let state = state.clone();
                     let busy = connection.request();
-                    async move {
-                        let response = handle(&state, request).await;
-                        drop(busy);
-                        Ok::<_, Infallible>(response)
-                    }
+                    // Boxed: hyper keeps room for one request future in every connection,
+                    // idle or not; unboxed, that room is the whole handler's state (well
+                    // over 100 KiB), paid by each of `max_connections` connections.
+                    let handling: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
+                        Box::pin(async move {
+                            let response = handle(&state, request).await;
+                            drop(busy);
+                            Ok(response)
+                        });
+                    handling
                 });
                 // half_close: a client that shuts its sending side after the request (nc,
                 // the compose healthcheck) still gets its answer.

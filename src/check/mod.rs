@@ -2,9 +2,11 @@
 //! they read? Shared by `autoheal check` and the API's `POST /v1/integrations/{name}/test`.
 //!
 //! Steps per integration: credentials from the broker; `sts:GetCallerIdentity`, compared with
-//! the configured `account_id`; then one cheap read call per capability (`probes.rs`). Every
-//! failure carries a hint that says what to fix; `render.rs` prints it for people.
+//! the configured `account_id`; then every IAM action the tools use, by capability
+//! (`probes.rs`, `actions.rs`). Every failure carries a hint that says what to fix;
+//! `render.rs` prints it for people.
 
+mod actions;
 mod probes;
 mod render;
 
@@ -18,6 +20,7 @@ use crate::config::IntegrationConfig;
 use crate::credentials::{CredentialBroker, CredentialError, rfc3339, sdk_config};
 use crate::exit_code::Exit;
 
+pub use actions::ActionReport;
 pub use probes::{CapabilityReport, Status};
 pub use render::render_text;
 

@@ -1,8 +1,10 @@
-//! One cheap read call per AWS capability, and how its outcome reads to an operator.
+//! Per AWS capability: one cheap listing call (how many resources the region has), and a
+//! probe of every other IAM action the capability's tools use (`actions.rs`), and how it
+//! all reads to an operator.
 //!
-//! Each probe makes the call a tool of that capability needs first, so `allowed` here means
-//! the agent can start there. Outcomes are `allowed` (with how many resources the region
-//! has), `denied` (the IAM action that was refused) or `error` (anything else).
+//! A capability is `allowed` when every one of its actions is, `denied` when any is (the
+//! report names each denied action and the one-line fix), `error` when a call failed
+//! otherwise.
 
 use aws_config::SdkConfig;
 use aws_sdk_sts::error::ProvideErrorMetadata;
@@ -10,6 +12,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 
+use super::actions::{ActionReport, probe_actions};
 use crate::aws_error::{FailureClass, describe};
 use crate::config::IntegrationConfig;
 
@@ -35,6 +38,11 @@ pub struct CapabilityReport {
     /// What to fix (absent when there is nothing to fix).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Every action of the capability and how its probe went.
+    pub actions: Vec<ActionReport>,
+    /// The actions that were denied (empty when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<&'static str>,
 }
 
 /// Turns a probe's result into its report.
@@ -57,6 +65,12 @@ where
                 capability,
                 status: Status::Allowed,
                 action,
+                actions: vec![ActionReport {
+                    action,
+                    status: Status::Allowed,
+                    detail: None,
+                }],
+                denied: Vec::new(),
                 detail: format!("{shown} {noun} in {region}"),
                 hint: (n == 0).then(|| {
                     format!(
@@ -111,6 +125,16 @@ where
                 capability,
                 status,
                 action,
+                actions: vec![ActionReport {
+                    action,
+                    status,
+                    detail: Some(detail.clone()),
+                }],
+                denied: if status == Status::Denied {
+                    vec![action]
+                } else {
+                    Vec::new()
+                },
                 detail,
                 hint: Some(hint),
             }
@@ -118,20 +142,83 @@ where
     }
 }
 
-/// Runs every capability's probe concurrently, in a stable order.
+/// Runs every capability's probes concurrently, in a stable order.
 pub async fn probe_all(
     config: &SdkConfig,
     integration: &IntegrationConfig,
 ) -> Vec<CapabilityReport> {
+    let with_actions = |listing: CapabilityReport| async move {
+        let actions = probe_actions(config, listing.capability).await;
+        merge(listing, actions, integration)
+    };
     let (logs, metrics, ec2, ecs, eks, elasticache) = tokio::join!(
-        logs(config, integration),
-        metrics(config, integration),
-        ec2(config, integration),
-        ecs(config, integration),
-        eks(config, integration),
-        elasticache(config, integration),
+        async { with_actions(logs(config, integration).await).await },
+        async { with_actions(metrics(config, integration).await).await },
+        async { with_actions(ec2(config, integration).await).await },
+        async { with_actions(ecs(config, integration).await).await },
+        async { with_actions(eks(config, integration).await).await },
+        async { with_actions(elasticache(config, integration).await).await },
     );
     vec![logs, metrics, ec2, ecs, eks, elasticache]
+}
+
+/// The capability's verdict from its listing probe and the probes of its other actions:
+/// denied when any action is (naming each, with the one-line fix), else error when any call
+/// failed otherwise, else the listing's answer.
+fn merge(
+    mut report: CapabilityReport,
+    actions: Vec<ActionReport>,
+    integration: &IntegrationConfig,
+) -> CapabilityReport {
+    report.actions.extend(actions);
+    let denied: Vec<&'static str> = report
+        .actions
+        .iter()
+        .filter(|a| a.status == Status::Denied)
+        .map(|a| a.action)
+        .collect();
+    let failed: Vec<&ActionReport> = report
+        .actions
+        .iter()
+        .filter(|a| a.status == Status::Error)
+        .collect();
+    if !denied.is_empty() {
+        let role = integration
+            .role_arn
+            .as_ref()
+            .map(|r| r.role_name().to_owned())
+            .unwrap_or_else(|| "<instance-role>".into());
+        report.status = Status::Denied;
+        report.action = denied[0];
+        report.detail = format!("denied: {}", denied.join(", "));
+        report.hint = Some(format!(
+            "the role may not call {}: its permissions policy, a permissions boundary or an SCP \
+             denies it. Fix: autoheal policy permissions > autoheal.json && aws iam put-role-policy \
+             --role-name {role} --policy-name AutohealReadOnlyPolicy --policy-document file://autoheal.json",
+            denied.join(", ")
+        ));
+        report.denied = denied;
+    } else if report.status == Status::Allowed
+        && let Some(first) = failed.first()
+    {
+        report.status = Status::Error;
+        report.action = first.action;
+        report.detail = failed
+            .iter()
+            .map(|a| format!("{}: {}", a.action, a.detail.as_deref().unwrap_or("failed")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        report.hint = Some(
+            "a call failed for a reason other than permissions; the detail has AWS's answer".into(),
+        );
+    } else if report.status == Status::Allowed {
+        report.detail = format!(
+            "{} · all {} actions allowed",
+            report.detail,
+            report.actions.len()
+        );
+    }
+    report
 }
 
 const PAGE: i32 = 50;

@@ -37,36 +37,11 @@ class CallRecorder:
         path = environ.get("PATH_INFO", "")
         if path == "/_testbed/calls":
             return self._control(environ, start_response)
-        scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if scope and not path.startswith(("/_testbed/", "/moto-api/")):
-            service = scope["service"]
-            action = self._action(environ, service, path)
-            if action:
-                with self.lock:
-                    self.calls.append(f"{IAM_SERVICE.get(service, service)}:{action}")
+        called = aws_action(environ)
+        if called:
+            with self.lock:
+                self.calls.append(f"{IAM_SERVICE.get(called[0], called[0])}:{called[1]}")
         return self.app(environ, start_response)
-
-    def _action(self, environ: dict, service: str, path: str) -> str | None:
-        target = environ.get("HTTP_X_AMZ_TARGET")
-        if target:
-            return target.rsplit(".", 1)[-1]
-        cbor = CBOR_PATH.match(path)
-        if cbor:
-            return cbor["op"]
-        if service == "eks":
-            method = environ.get("REQUEST_METHOD", "GET")
-            for route_method, pattern, action in EKS_ROUTES:
-                if method == route_method and pattern.match(path):
-                    return action
-            return f"{method} {path}"
-        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-        if "Action" in query:
-            return query["Action"][0]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-        return form.get("Action", [None])[0]
 
     def _control(self, environ: dict, start_response: Callable):
         import json
@@ -78,3 +53,37 @@ class CallRecorder:
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body)))])
         return [body]
+
+
+def aws_action(environ: dict) -> tuple[str, str] | None:
+    """The signing service and the API action of a signed AWS request (None otherwise)."""
+    path = environ.get("PATH_INFO", "")
+    scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not scope or path.startswith(("/_testbed/", "/moto-api/")):
+        return None
+    service = scope["service"]
+    action = _action(environ, service, path)
+    return (service, action) if action else None
+
+
+def _action(environ: dict, service: str, path: str) -> str | None:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    cbor = CBOR_PATH.match(path)
+    if cbor:
+        return cbor["op"]
+    if service == "eks":
+        method = environ.get("REQUEST_METHOD", "GET")
+        for route_method, pattern, action in EKS_ROUTES:
+            if method == route_method and pattern.match(path):
+                return action
+        return f"{method} {path}"
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        return query["Action"][0]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    return form.get("Action", [None])[0]

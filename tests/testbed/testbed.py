@@ -48,6 +48,7 @@ from moto.sts.models import sts_backends  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from cbor_front import CborFront  # noqa: E402
+from gaps import MotoGaps  # noqa: E402
 from imds import ImdsEmulator, ImdsState, MintedCredentials  # noqa: E402
 from recorder import CallRecorder  # noqa: E402
 
@@ -163,7 +164,7 @@ def main() -> int:
     imds.start()
 
     moto = DomainDispatcherApplication(create_backend_app)
-    app = CallRecorder(CborFront(moto, extra_routes={"/_testbed/": control_app(imds)}))
+    app = CallRecorder(MotoGaps(CborFront(moto, extra_routes={"/_testbed/": control_app(imds)})))
     server = make_server(args.host, args.port, app, threaded=True,
                          request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
