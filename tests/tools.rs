@@ -335,14 +335,14 @@ fn metrics_list_and_query() {
     );
     assert_eq!(answer["series"]["summary"]["max"], 210.0, "{answer}");
     assert_eq!(answer["series"]["summary"]["latest"], 210.0, "{answer}");
-    // Four points ten minutes apart on a one-minute grid: sparse, so they keep their times.
-    let values: Vec<f64> = answer["series"]["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[1].as_f64().unwrap())
-        .collect();
-    assert_eq!(values, [2.0, 45.0, 130.0, 210.0], "{answer}");
+    // Four points ten minutes apart: a regular series stepping by its own interval.
+    assert_eq!(answer["step_seconds"], 600, "{answer}");
+    assert!(answer["start"].is_string(), "{answer}");
+    assert_eq!(
+        answer["series"]["values"],
+        json!([2.0, 45.0, 130.0, 210.0]),
+        "{answer}"
+    );
 }
 
 #[test]

@@ -676,6 +676,7 @@ impl Tool for ElasticacheMetrics {
             "since": super::answer::time(window.start),
             "until": super::answer::time(window.end),
             "start": read.start,
+            "step_seconds": read.step_seconds,
             "series": read.series,
         }))
     }

@@ -147,50 +147,63 @@ pub async fn read_series(
 }
 
 /// The series as an answer, as compactly as they allow. CloudWatch puts datapoints at
-/// `start + k × period`; when every point of every series sits on that grid and at least
-/// half of it holds data, the grid is said once (`start`, with the answer's
-/// `period_seconds`) and each series is just its `values`, oldest first, with `null` for a
-/// period without data. Otherwise — irregular or sparse — each series carries its `points`
-/// as `[time, value]` pairs, which is then the shorter form.
+/// `start + k × step` (the step is the period, or a multiple of it when a metric is
+/// published less often); when every point of every series sits on one such grid and at
+/// least half of it holds data, the grid is said once (`start`, and `step_seconds` when the
+/// step is not the period) and each series is just its `values`, oldest first, with `null`
+/// for a step without data. Otherwise — irregular or sparse — each series carries its
+/// `points` as `[time, value]` pairs, which is then the shorter form.
 fn shape_series(specs: &[SeriesSpec], all: &[Vec<(SystemTime, f64)>], period: i32) -> Series {
     let grid = regular_grid(all, period);
     let series = specs
         .iter()
         .zip(all)
-        .map(|(spec, points)| summarize(spec, points, grid, period))
+        .map(|(spec, points)| summarize(spec, points, grid))
         .collect();
     Series {
-        start: grid.map(|(start, _)| time(start)),
+        start: grid.map(|g| time(g.start)),
+        step_seconds: grid
+            .map(|g| g.step)
+            .filter(|step| *step != period as u64),
         series,
     }
 }
 
-/// The grid every point sits on — its first time and number of periods — if there is one.
-fn regular_grid(all: &[Vec<(SystemTime, f64)>], period: i32) -> Option<(SystemTime, usize)> {
+/// Where every point sits: `start + k × step` for `k` in `0..slots`.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    start: SystemTime,
+    step: u64,
+    slots: usize,
+}
+
+/// The grid every point sits on, if there is one and it is at least half full.
+fn regular_grid(all: &[Vec<(SystemTime, f64)>], period: i32) -> Option<Grid> {
     let period = u64::try_from(period).ok().filter(|p| *p > 0)?;
-    let start = all
-        .iter()
-        .filter_map(|s| s.first())
-        .map(|(t, _)| *t)
-        .min()?;
-    let mut last = 0;
-    let mut filled = 0;
+    let start = all.iter().filter_map(|s| s.first()).map(|(t, _)| *t).min()?;
+    let mut offsets = Vec::new();
     for (at, _) in all.iter().flatten() {
         let offset = at.duration_since(start).ok()?;
         if offset.subsec_nanos() != 0 || offset.as_secs() % period != 0 {
             return None;
         }
-        last = last.max(offset.as_secs() / period);
-        filled += 1;
+        offsets.push(offset.as_secs());
     }
-    let periods = last as usize + 1;
-    let slots = periods * all.iter().filter(|s| !s.is_empty()).count();
-    (filled * 2 >= slots).then_some((start, periods))
+    let step = offsets.iter().fold(0, |g, o| gcd(g, *o)).max(period);
+    let slots = (offsets.iter().max().copied().unwrap_or(0) / step) as usize + 1;
+    let series = all.iter().filter(|s| !s.is_empty()).count();
+    (offsets.len() * 2 >= slots * series).then_some(Grid { start, step, slots })
 }
 
-/// Series read together: the grid's start when they are regular, and one entry per series.
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Series read together: the grid's start (and step) when they are regular, and one entry
+/// per series.
 pub struct Series {
     pub start: Option<String>,
+    pub step_seconds: Option<u64>,
     pub series: Vec<Value>,
 }
 
@@ -198,17 +211,12 @@ fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn summarize(
-    spec: &SeriesSpec,
-    series: &[(SystemTime, f64)],
-    grid: Option<(SystemTime, usize)>,
-    period: i32,
-) -> Value {
+fn summarize(spec: &SeriesSpec, series: &[(SystemTime, f64)], grid: Option<Grid>) -> Value {
     let values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
-    let on_grid = grid.map(|(start, periods)| {
-        let mut slots: Vec<Option<f64>> = vec![None; periods];
+    let on_grid = grid.map(|grid| {
+        let mut slots: Vec<Option<f64>> = vec![None; grid.slots];
         for (at, value) in series {
-            let k = at.duration_since(start).unwrap_or_default().as_secs() / period as u64;
+            let k = at.duration_since(grid.start).unwrap_or_default().as_secs() / grid.step;
             if let Some(slot) = slots.get_mut(k as usize) {
                 *slot = Some(round(*value));
             }
@@ -359,6 +367,7 @@ impl Tool for MetricsQuery {
             "since": time(window.start),
             "until": time(window.end),
             "start": read.start,
+            "step_seconds": read.step_seconds,
             "series": read.series.pop(),
         }))
     }
@@ -530,9 +539,17 @@ mod tests {
         let shaped = shape_series(&[spec("x")], &[off_grid], 60);
         assert!(shaped.start.is_none());
         assert_eq!(shaped.series[0]["points"].as_array().unwrap().len(), 2);
-        let sparse = vec![(at(0), 1.0), (at(10), 2.0), (at(20), 3.0)];
+        let sparse = vec![(at(0), 1.0), (at(10), 2.0), (at(13), 3.0)];
         let shaped = shape_series(&[spec("x")], &[sparse], 60);
-        assert!(shaped.start.is_none(), "3 of 21 slots: points are shorter");
+        assert!(shaped.start.is_none(), "3 of 14 slots: points are shorter");
+    }
+
+    #[test]
+    fn a_metric_published_less_often_than_the_period_steps_by_its_own_interval() {
+        let every_five = vec![(at(0), 1.0), (at(5), 2.0), (at(15), 4.0)];
+        let shaped = shape_series(&[spec("x")], &[every_five], 60);
+        assert_eq!(shaped.step_seconds, Some(300));
+        assert_eq!(shaped.series[0]["values"], json!([1.0, 2.0, null, 4.0]));
     }
 
     #[test]
