@@ -47,6 +47,12 @@ impl McpClient {
                    "clientInfo": {"name": "autoheal-test", "version": "1"}}),
         );
         assert!(init["capabilities"]["tools"].is_object(), "{init}");
+        assert_eq!(init["serverInfo"]["name"], "autoheal", "{init}");
+        assert_eq!(init["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
+        assert!(
+            init["instructions"].as_str().unwrap().contains("resolved"),
+            "the agent is told how names are resolved: {init}"
+        );
         client.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         client
     }

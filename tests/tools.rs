@@ -185,6 +185,10 @@ async fn a_cluster_may_be_left_out_when_the_account_has_one() {
         "{answer}"
     );
 
+    // The world has one EKS cluster: used, and said so.
+    let eks = tool("eks_cluster", json!({}));
+    assert_eq!(eks["resolved"]["name"], "prod-eks", "{eks}");
+
     // An account with one of each: used, and the answer says so.
     let bed = TestBed::start();
     let sdk = bed.sdk_config().await;

@@ -55,8 +55,8 @@ pub struct EksCluster;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterArgs {
-    /// The cluster name.
-    name: String,
+    /// The cluster name; may be left out when the account has one.
+    name: Option<String>,
 }
 
 impl Tool for EksCluster {
@@ -67,7 +67,34 @@ impl Tool for EksCluster {
     const IAM_ACTIONS: &'static [&'static str] = &["eks:DescribeCluster", "eks:ListClusters"];
 
     async fn run(ctx: &AwsContext, args: ClusterArgs) -> Result<Value, ToolError> {
-        let described = ctx.eks().describe_cluster().name(&args.name).send().await;
+        let mut resolved = None;
+        let name = match args.name {
+            Some(name) => name,
+            None => match cluster_names(ctx).await?.as_slice() {
+                [only] => {
+                    resolved = Some(json!({"name": only}));
+                    only.clone()
+                }
+                [] => {
+                    return Err(ToolError::NotFound {
+                        kind: "EKS cluster",
+                        name: "(any)".into(),
+                        closest: Vec::new(),
+                    });
+                }
+                several => {
+                    return Err(ToolError::bad(
+                        "name",
+                        format!(
+                            "required: the account has {} EKS clusters: {}",
+                            several.len(),
+                            several.join(", ")
+                        ),
+                    ));
+                }
+            },
+        };
+        let described = ctx.eks().describe_cluster().name(&name).send().await;
         let described = match described {
             Ok(d) => d,
             Err(err)
@@ -75,15 +102,16 @@ impl Tool for EksCluster {
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                return Err(not_found(ctx, &args.name).await);
+                return Err(not_found(ctx, &name).await);
             }
             Err(err) => return Err(ToolError::aws("eks:DescribeCluster", err)),
         };
         let Some(c) = described.cluster() else {
-            return Err(not_found(ctx, &args.name).await);
+            return Err(not_found(ctx, &name).await);
         };
         let vpc = c.resources_vpc_config();
         Ok(json!({
+            "resolved": resolved,
             "name": c.name(),
             "status": c.status().map(|s| s.as_str()),
             "version": c.version(),

@@ -162,9 +162,7 @@ fn shape_series(specs: &[SeriesSpec], all: &[Vec<(SystemTime, f64)>], period: i3
         .collect();
     Series {
         start: grid.map(|g| time(g.start)),
-        step_seconds: grid
-            .map(|g| g.step)
-            .filter(|step| *step != period as u64),
+        step_seconds: grid.map(|g| g.step).filter(|step| *step != period as u64),
         series,
     }
 }
@@ -180,7 +178,11 @@ struct Grid {
 /// The grid every point sits on, if there is one and it is at least half full.
 fn regular_grid(all: &[Vec<(SystemTime, f64)>], period: i32) -> Option<Grid> {
     let period = u64::try_from(period).ok().filter(|p| *p > 0)?;
-    let start = all.iter().filter_map(|s| s.first()).map(|(t, _)| *t).min()?;
+    let start = all
+        .iter()
+        .filter_map(|s| s.first())
+        .map(|(t, _)| *t)
+        .min()?;
     let mut offsets = Vec::new();
     for (at, _) in all.iter().flatten() {
         let offset = at.duration_since(start).ok()?;
