@@ -251,13 +251,14 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> (String, Duration) 
 async fn idle_keep_alives_and_slow_bodies_are_cut_at_their_timeouts() {
     use tokio::io::AsyncWriteExt;
     let served = serve_with(
-        "header_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"",
+        "header_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\nidle_timeout = \"3s\"",
         "",
     )
     .await;
     let address = served.base.trim_start_matches("http://").to_owned();
 
-    // One whole request on a keep-alive connection, then silence: closed after ~1 s.
+    // One whole request on a keep-alive connection, then silence: closed after the idle
+    // timeout (3 s), not the head timeout (1 s) — a pooled connection is not a slow head.
     let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -265,9 +266,15 @@ async fn idle_keep_alives_and_slow_bodies_are_cut_at_their_timeouts() {
     let (answer, took) = until_closed(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        took < Duration::from_secs(3),
+        took > Duration::from_secs(2) && took < Duration::from_secs(6),
         "idle keep-alive closed after {took:?}"
     );
+
+    // Half a head: closed at the head timeout.
+    let mut half = tokio::net::TcpStream::connect(&address).await.unwrap();
+    half.write_all(b"GET /healthz HTT").await.unwrap();
+    let (_, took) = until_closed(&mut half).await;
+    assert!(took < Duration::from_secs(3), "half a head closed after {took:?}");
 
     // A head, then a body that never comes: 408 after ~1 s, and closed.
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();

@@ -408,6 +408,26 @@ async fn check_probes_every_action_and_names_each_one_denied() {
 }
 
 #[tokio::test]
+async fn check_reports_expired_instance_credentials_as_they_are() {
+    let bed = TestBed::start();
+    // IMDS serving a document that expired ten minutes ago: the SDK's own provider would
+    // invent a new expiry 15-20 minutes out and call them valid.
+    bed.configure_imds(json!({"mode": "stale"})).await;
+    let out = autoheal(&bed, INSTANCE_ROLE, &["check", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(69));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let credentials = &report["integrations"][0]["credentials"];
+    assert_eq!(credentials["kind"], "expired_credentials", "{credentials}");
+    assert!(
+        credentials["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired at"),
+        "{credentials}"
+    );
+}
+
+#[tokio::test]
 async fn check_exits_69_with_the_fix_when_no_role_is_attached() {
     let bed = TestBed::start();
     bed.configure_imds(json!({"mode": "no_role"})).await;

@@ -267,6 +267,31 @@ async fn two_hundred_docker_sandboxes_in_a_row_keep_memory_flat() {
     );
 }
 
+/// Asserts `/readyz` says 503 with `reason` among its reasons.
+async fn not_ready_because(daemon: &Daemon, reason: &str) {
+    let (status, ready) = daemon.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready["reasons"].to_string().contains(reason), "{ready}");
+}
+
+/// Asserts a sandbox request (`true`) is refused with 503 and `code`; answers the error.
+async fn refused_with(daemon: &Daemon, path: &str, code: &str) -> Value {
+    let body = r#"{"integration": "us", "command": ["true"]}"#;
+    let (status, refused) = daemon.call("POST", path, TOKEN, Some(body)).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], code, "{refused}");
+    refused
+}
+
+/// Waits until `/readyz` answers 200 again.
+async fn ready_again(daemon: &Daemon, what: &str) {
+    wait_for(what, Duration::from_secs(60), || async {
+        let (status, _) = daemon.call("GET", "/readyz", None, None).await;
+        (status == 200).then_some(())
+    })
+    .await;
+}
+
 /// A Unix-socket relay to the real Docker engine that the test can cut and restore.
 struct DockerRelay {
     path: PathBuf,
@@ -335,32 +360,13 @@ async fn the_engine_going_away_and_coming_back_is_recovered_from_without_a_resta
     let id = running["id"].as_str().unwrap().to_owned();
 
     relay.cut();
-    let (status, ready) = daemon.call("GET", "/readyz", None, None).await;
-    assert_eq!(status, 503, "{ready}");
-    assert!(ready["reasons"].to_string().contains("Docker"), "{ready}");
-    let (status, refused) = daemon
-        .call(
-            "POST",
-            "/v1/sandboxes",
-            TOKEN,
-            Some(r#"{"integration": "us", "command": ["true"]}"#),
-        )
-        .await;
-    assert_eq!(status, 503, "{refused}");
-    assert_eq!(refused["error"]["code"], "docker_unavailable");
+    not_ready_because(&daemon, "Docker").await;
+    refused_with(&daemon, "/v1/sandboxes", "docker_unavailable").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     relay.restore();
     let recovered = Instant::now();
-    wait_for(
-        "/readyz to say ready again",
-        Duration::from_secs(30),
-        || async {
-            let (status, _) = daemon.call("GET", "/readyz", None, None).await;
-            (status == 200).then_some(())
-        },
-    )
-    .await;
+    ready_again(&daemon, "/readyz to say ready again").await;
     let finished: Value = wait_for(
         "the running sandbox to end",
         Duration::from_secs(30),
@@ -407,22 +413,13 @@ async fn imds_serving_expired_credentials_never_reaches_a_sandbox() {
     let daemon = Daemon::start(&bed, &dir);
     serving(&daemon).await;
 
-    let (status, ready) = daemon.call("GET", "/readyz", None, None).await;
-    assert_eq!(status, 503, "{ready}");
-    assert!(
-        ready["reasons"].to_string().contains("expired_credentials"),
-        "{ready}"
-    );
-    let (status, refused) = daemon
-        .call(
-            "POST",
-            "/v1/sandboxes?wait=true",
-            TOKEN,
-            Some(r#"{"integration": "us", "command": ["true"]}"#),
-        )
-        .await;
-    assert_eq!(status, 503, "{refused}");
-    assert_eq!(refused["error"]["code"], "credentials_unavailable");
+    not_ready_because(&daemon, "expired_credentials").await;
+    let refused = refused_with(
+        &daemon,
+        "/v1/sandboxes?wait=true",
+        "credentials_unavailable",
+    )
+    .await;
     assert!(
         refused["error"]["message"]
             .as_str()
@@ -433,15 +430,7 @@ async fn imds_serving_expired_credentials_never_reaches_a_sandbox() {
     assert_eq!(managed_containers(), 0, "nothing started on expired keys");
 
     bed.configure_imds(serde_json::json!({"mode": "ok"})).await;
-    wait_for(
-        "readiness once IMDS serves valid credentials",
-        Duration::from_secs(60),
-        || async {
-            let (status, _) = daemon.call("GET", "/readyz", None, None).await;
-            (status == 200).then_some(())
-        },
-    )
-    .await;
+    ready_again(&daemon, "readiness once IMDS serves valid credentials").await;
     let imds_expiry = bed.imds_state().await["expiration"]
         .as_str()
         .unwrap()

@@ -5,14 +5,29 @@
 //! head, or a keep-alive nobody uses — is closed to make room; only when every connection
 //! is busy in a request is the new one refused (a short 503, then closed). So an attacker
 //! holding thousands of half-sent requests cannot keep `/healthz` or a real client out, and
-//! nothing queues without bound. hyper's header-read timeout closes the idle ones anyway.
+//! nothing queues without bound.
+//!
+//! Each connection is also closed when it idles too long: a request head must be complete
+//! within `server.header_read_timeout` of its first byte (slow-loris), and a keep-alive
+//! connection with nothing arriving is closed after `server.idle_timeout` — kept apart,
+//! because a short idle timeout would race clients reusing pooled connections (they keep
+//! them 90 s), while a slow head deserves no patience. [`Tracked`] notes when bytes arrive.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+
+/// How often each connection checks its timeouts: they are seconds long, so a second late
+/// at most is fine, and a tick per second per connection costs nothing.
+const TIMEOUT_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// "No time yet" in the millisecond fields.
+const NEVER: u64 = u64::MAX;
 
 /// One open connection, as the table and its request handler see it.
 #[derive(Debug)]
@@ -21,6 +36,8 @@ pub struct Connection {
     in_request: AtomicUsize,
     /// When it last became idle (ms since the table's start).
     idle_since_ms: AtomicU64,
+    /// When the first byte of the next request head arrived while idle, or [`NEVER`].
+    head_started_ms: AtomicU64,
     /// Wakes its task to close it.
     evict: Notify,
     epoch: Instant,
@@ -30,7 +47,43 @@ impl Connection {
     /// Marks a request as started; the guard marks it finished when dropped.
     pub fn request(self: &Arc<Self>) -> RequestGuard {
         self.in_request.fetch_add(1, Ordering::SeqCst);
+        self.head_started_ms.store(NEVER, Ordering::SeqCst);
         RequestGuard(self.clone())
+    }
+
+    /// Bytes arrived: when idle, they start the next request head.
+    fn bytes_arrived(&self) {
+        if self.in_request.load(Ordering::SeqCst) == 0 {
+            let now = self.now_ms();
+            let _ = self.head_started_ms.compare_exchange(
+                NEVER,
+                now,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
+    }
+
+    /// Resolves when the connection has waited too long: for the rest of a request head
+    /// (`header`), or idle with nothing arriving (`idle`). Never while a request runs.
+    pub async fn timed_out(&self, header: Duration, idle: Duration) {
+        let mut tick = tokio::time::interval(TIMEOUT_CHECK_EVERY);
+        loop {
+            tick.tick().await;
+            if self.in_request.load(Ordering::SeqCst) > 0 {
+                continue;
+            }
+            let now = self.now_ms();
+            let head = self.head_started_ms.load(Ordering::SeqCst);
+            let waited = if head == NEVER {
+                now.saturating_sub(self.idle_since_ms.load(Ordering::SeqCst)) > idle.as_millis() as u64
+            } else {
+                now.saturating_sub(head) > header.as_millis() as u64
+            };
+            if waited {
+                return;
+            }
+        }
     }
 
     /// Resolves when the table wants this connection closed.
@@ -52,7 +105,54 @@ impl Drop for RequestGuard {
         self.0
             .idle_since_ms
             .store(self.0.now_ms(), Ordering::SeqCst);
+        self.0.head_started_ms.store(NEVER, Ordering::SeqCst);
         self.0.in_request.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection's socket, noting on its [`Connection`] when bytes arrive.
+#[derive(Debug)]
+pub struct Tracked<T> {
+    inner: T,
+    connection: Arc<Connection>,
+}
+
+impl<T> Tracked<T> {
+    pub fn new(inner: T, connection: Arc<Connection>) -> Self {
+        Self { inner, connection }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.connection.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -131,6 +231,7 @@ impl ConnectionTable {
         let connection = Arc::new(Connection {
             in_request: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            head_started_ms: AtomicU64::new(NEVER),
             evict: Notify::new(),
             epoch: self.epoch,
         });

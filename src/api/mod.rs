@@ -5,9 +5,9 @@
 //! bodies are limited in size; every error is a JSON body with a fitting status.
 //!
 //! Abuse is bounded: connections are capped (`connections.rs`), a request's head must
-//! arrive within `server.header_read_timeout` (which also ends idle keep-alives) and its
-//! body within `server.body_read_timeout`, heads are limited to [`MAX_HEAD_BYTES`], and
-//! failed accepts back off instead of spinning.
+//! arrive within `server.header_read_timeout` of its first byte and its body within
+//! `server.body_read_timeout`, an idle keep-alive ends after `server.idle_timeout`, heads
+//! are limited to [`MAX_HEAD_BYTES`], and failed accepts back off instead of spinning.
 
 mod connections;
 mod health;
@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use crate::config::{Secret, ServerConfig};
 use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
-use connections::{AcceptBackoff, Admission, ConnectionTable};
+use connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
 pub use response::{ApiError, Body};
 pub use sandboxes::parse_create_body;
 
@@ -67,6 +67,7 @@ pub struct ApiLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl From<&ServerConfig> for ApiLimits {
@@ -75,6 +76,7 @@ impl From<&ServerConfig> for ApiLimits {
             max_connections: server.max_connections as usize,
             header_read_timeout: server.header_read_timeout,
             body_read_timeout: server.body_read_timeout,
+            idle_timeout: server.idle_timeout,
         }
     }
 }
@@ -131,13 +133,16 @@ pub async fn serve(
                 });
                 // half_close: a client that shuts its sending side after the request (nc,
                 // the compose healthcheck) still gets its answer.
+                let tracked = Tracked::new(stream, registration.connection.clone());
                 let connection = http1::Builder::new()
                     .half_close(true)
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
+                    // Our own timeouts (`Connection::timed_out`) tell a slow head from an
+                    // idle keep-alive; hyper's one timer cannot.
+                    .header_read_timeout(None)
                     .max_buf_size(MAX_HEAD_BYTES)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(tracked), service);
                 let watched = graceful.watch(connection);
+                let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
                 tokio::spawn(async move {
                     tokio::select! {
                         result = watched => {
@@ -147,6 +152,9 @@ pub async fn serve(
                         }
                         () = registration.connection.evicted() => {
                             tracing::debug!(%peer, "closed an idle connection to make room");
+                        }
+                        () = registration.connection.timed_out(header_timeout, idle_timeout) => {
+                            tracing::debug!(%peer, "closed a connection that waited too long (request head or idle)");
                         }
                     }
                     drop(registration);

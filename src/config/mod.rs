@@ -52,10 +52,13 @@ pub const DEFAULT_HISTORY: u32 = 500;
 /// 512 stay under ~10 MiB; local clients (the agent's runner, the CLI, a health check) need
 /// a handful. Beyond it the longest-idle connection is closed to make room.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
-/// Time a client has to send a request's head, counted from when the daemon starts waiting
-/// for it — so it is also how long an idle keep-alive connection stays open. Local clients
-/// send a head in microseconds; 10 s forgives a stalled machine, not a slow-loris.
+/// Time a client has to complete a request's head once its first byte arrived. Local
+/// clients send a head in microseconds; 10 s forgives a stalled machine, not a slow-loris.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a keep-alive connection may sit with nothing arriving. Longer than the 90 s
+/// HTTP clients keep pooled connections, so the client, not the daemon, closes first and a
+/// request never races the close; idle connections are also evicted when room is needed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time a client has to send a request's body (at most 64 KiB) once the head is in.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest session STS grants when one role assumes another (role chaining).
@@ -108,9 +111,12 @@ pub struct ServerConfig {
     pub api_token_file: PathBuf,
     /// Open connections at once; beyond it the longest-idle one is closed.
     pub max_connections: u32,
-    /// Time to send a request head; also the keep-alive idle timeout.
+    /// Time to complete a request head once it started.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Time a keep-alive connection may idle.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Time to send a request body.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,

@@ -56,6 +56,7 @@ pub struct RawServer {
     pub max_connections: Option<Scalar>,
     pub header_read_timeout: Option<Scalar>,
     pub body_read_timeout: Option<Scalar>,
+    pub idle_timeout: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

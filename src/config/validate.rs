@@ -22,6 +22,8 @@ use super::*;
 const MAX_SANDBOX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Local clients send a request in microseconds; longer only serves slow-loris clients.
 const MAX_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// An idle connection longer than this only holds a place other clients may need.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Below this a container cannot even start the tool runtime.
 const MIN_SANDBOX_MEMORY: ByteSize = ByteSize::mib(32);
 
@@ -251,6 +253,7 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
             "max_connections",
             "header_read_timeout",
             "body_read_timeout",
+            "idle_timeout",
         ],
     );
     let listen = c
@@ -282,6 +285,17 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
         server.body_read_timeout.as_ref(),
         DEFAULT_BODY_READ_TIMEOUT,
     );
+    let idle_timeout = c.duration(
+        "server.idle_timeout",
+        server.idle_timeout.as_ref(),
+        DEFAULT_IDLE_TIMEOUT,
+    );
+    if idle_timeout > MAX_IDLE_TIMEOUT {
+        c.issue(
+            "server.idle_timeout",
+            "must be at most 1h: an idle connection only holds a place other clients may need",
+        );
+    }
     for (key, value) in [
         ("server.header_read_timeout", header_read_timeout),
         ("server.body_read_timeout", body_read_timeout),
@@ -334,6 +348,7 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
                 max_connections,
                 header_read_timeout,
                 body_read_timeout,
+                idle_timeout,
             },
             sandbox,
             oidc,
