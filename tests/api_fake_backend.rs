@@ -274,7 +274,10 @@ async fn idle_keep_alives_and_slow_bodies_are_cut_at_their_timeouts() {
     let mut half = tokio::net::TcpStream::connect(&address).await.unwrap();
     half.write_all(b"GET /healthz HTT").await.unwrap();
     let (_, took) = until_closed(&mut half).await;
-    assert!(took < Duration::from_secs(3), "half a head closed after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "half a head closed after {took:?}"
+    );
 
     // A head, then a body that never comes: 408 after ~1 s, and closed.
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();

@@ -76,7 +76,8 @@ impl Connection {
             let now = self.now_ms();
             let head = self.head_started_ms.load(Ordering::SeqCst);
             let waited = if head == NEVER {
-                now.saturating_sub(self.idle_since_ms.load(Ordering::SeqCst)) > idle.as_millis() as u64
+                now.saturating_sub(self.idle_since_ms.load(Ordering::SeqCst))
+                    > idle.as_millis() as u64
             } else {
                 now.saturating_sub(head) > header.as_millis() as u64
             };

@@ -72,11 +72,11 @@ pub fn parse_create_body(body: &[u8]) -> Result<SandboxRequest, ApiError> {
 
 pub async fn create(state: &AppState, body: &[u8], wait: bool) -> Result<Response<Body>, ApiError> {
     let request = parse_create_body(body)?;
-    let started = state.sandboxes.create(request).await?;
     if wait {
-        let finished = state.sandboxes.wait(&started.id).await?;
+        let finished = state.sandboxes.run_to_end(request).await?;
         Ok(json(StatusCode::OK, &finished))
     } else {
+        let started = state.sandboxes.create(request).await?;
         Ok(json(StatusCode::CREATED, &started))
     }
 }

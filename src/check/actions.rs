@@ -6,7 +6,8 @@
 //! a not-found answer (any 4xx other than a denial) means the action is allowed — and
 //! nothing real is touched, no query runs. The capability probes (`probes.rs`) cover each
 //! capability's listing action and `sts:GetCallerIdentity` is the identity check; together
-//! with these, all of the catalogue's actions are tried (a unit test holds them equal).
+//! with these, all of the catalogue's actions are tried (`tests/credentials.rs` holds the
+//! probed actions equal to the catalogue's).
 
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,15 @@ use crate::aws_error::{FailureClass, describe, http_status};
 const MADE_UP: &str = "autoheal-permission-probe";
 /// A made-up Logs Insights query id (the service checks authorization first).
 const MADE_UP_QUERY_ID: &str = "00000000-0000-0000-0000-000000000000";
+/// What AWS answers about a made-up name once the call is authorized. Any other client
+/// error (throttling, validation) proves nothing about permission and counts as an error.
+const NOT_FOUND_CODES: &[&str] = &[
+    "ResourceNotFoundException",
+    "ClusterNotFoundException",
+    "ServiceNotFoundException",
+    "CacheClusterNotFound",
+    "ReplicationGroupNotFoundFault",
+];
 
 /// What one action's probe found.
 #[derive(Debug, Clone, Serialize)]
@@ -35,8 +45,8 @@ pub struct ActionReport {
     pub detail: Option<String>,
 }
 
-/// Allowed on success, or on a client error that is not a denial (the made-up name was not
-/// found, which AWS only says after authorizing the call); denied on a denial; else error.
+/// Allowed on success, or when the made-up name was not found (which AWS only says after
+/// authorizing the call); denied on a denial; else error.
 fn outcome<T, E>(action: &'static str, result: Result<T, SdkError<E, HttpResponse>>) -> ActionReport
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -49,10 +59,14 @@ where
         };
     };
     let failure = describe(&err);
-    let client_error = http_status(&err).is_some_and(|s| (400..500).contains(&s));
+    let not_found = failure
+        .code
+        .as_deref()
+        .is_some_and(|c| NOT_FOUND_CODES.contains(&c))
+        && http_status(&err).is_some_and(|s| (400..500).contains(&s));
     let status = match failure.class {
         FailureClass::Denied => Status::Denied,
-        FailureClass::Other if client_error => Status::Allowed,
+        FailureClass::Other if not_found => Status::Allowed,
         _ => Status::Error,
     };
     ActionReport {
@@ -65,12 +79,12 @@ where
 /// The probes of one capability's actions beyond its listing probe, concurrently.
 pub async fn probe_actions(config: &SdkConfig, capability: &str) -> Vec<ActionReport> {
     match capability {
-        "cloudwatch_logs" => logs(config).await,
-        "cloudwatch_metrics" => metrics(config).await,
-        "ec2" => ec2(config).await,
-        "ecs" => ecs(config).await,
-        "eks" => eks(config).await,
-        "elasticache" => elasticache(config).await,
+        "cloudwatch_logs" => Box::pin(logs(config)).await,
+        "cloudwatch_metrics" => Box::pin(metrics(config)).await,
+        "ec2" => Box::pin(ec2(config)).await,
+        "ecs" => Box::pin(ecs(config)).await,
+        "eks" => Box::pin(eks(config)).await,
+        "elasticache" => Box::pin(elasticache(config)).await,
         _ => Vec::new(),
     }
 }

@@ -17,7 +17,9 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
 use crate::config::IntegrationConfig;
-use crate::credentials::{CredentialBroker, CredentialError, rfc3339, sdk_config};
+use crate::credentials::{
+    CredentialBroker, CredentialError, CredentialState, Health, rfc3339, sdk_config,
+};
 use crate::exit_code::Exit;
 
 pub use actions::ActionReport;
@@ -37,7 +39,7 @@ pub struct Identity {
 /// How credentials went.
 #[derive(Debug, Clone, Serialize)]
 pub struct CredentialReport {
-    /// `ok` or `unavailable`.
+    /// `ok`, `degraded` (valid now, but the last refresh failed) or `unavailable`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -73,7 +75,7 @@ pub struct IntegrationReport {
 impl IntegrationReport {
     /// How this integration alone would make `check` exit.
     pub fn exit(&self) -> Exit {
-        if self.credentials.status != "ok" {
+        if self.credentials.status == "unavailable" {
             Exit::Unavailable
         } else if !self.account_matches
             || self.capabilities.iter().any(|c| c.status == Status::Denied)
@@ -103,7 +105,7 @@ impl CheckReport {
         let unavailable_creds = self
             .integrations
             .iter()
-            .any(|i| i.credentials.status != "ok");
+            .any(|i| i.credentials.status == "unavailable");
         if unavailable_creds {
             Exit::Unavailable
         } else if exits.contains(&Exit::NoPerm) {
@@ -161,6 +163,13 @@ pub async fn test_connection(
         }
     };
     report.credentials.expires_at = credentials.expiry().map(rfc3339);
+    if let Some(state) = broker
+        .states()
+        .into_iter()
+        .find(|s| s.integration == integration.name)
+    {
+        degraded_if_failing(&mut report.credentials, &state);
+    }
     let config = sdk_config(
         integration,
         Some(SharedCredentialsProvider::new(credentials)),
@@ -171,7 +180,7 @@ pub async fn test_connection(
         aws_sdk_sts::Client::new(&config)
             .get_caller_identity()
             .send(),
-        probes::probe_all(&config, integration),
+        Box::pin(probes::probe_all(&config, integration)),
     );
     report.capabilities = capabilities;
     match identity {
@@ -213,6 +222,20 @@ pub async fn test_connection(
     report
 }
 
+/// Credentials that work now but whose last refresh failed (static stability): `degraded`,
+/// with what failed and the fix — the daemon's Test Connection shows it; a one-shot `check`
+/// fetches afresh and so reports a failure as `unavailable` instead.
+fn degraded_if_failing(report: &mut CredentialReport, state: &CredentialState) {
+    if state.health(std::time::SystemTime::now()) == Health::Degraded
+        && let Some(failure) = &state.last_error
+    {
+        report.status = "degraded";
+        report.kind = Some(failure.kind.to_string());
+        report.error = Some(format!("the last refresh failed: {}", failure.message));
+        report.hint = Some(failure.hint.clone());
+    }
+}
+
 fn unavailable(err: &CredentialError) -> CredentialReport {
     let (kind, error, hint) = match err {
         CredentialError::Unavailable { failure, .. } => (
@@ -233,5 +256,45 @@ fn unavailable(err: &CredentialError) -> CredentialReport {
         kind,
         error: Some(error),
         hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::credentials::{FailureKind, SourceFailure};
+
+    #[test]
+    fn still_valid_credentials_after_a_failed_refresh_are_degraded_with_the_fix() {
+        let mut report = CredentialReport {
+            status: "ok",
+            expires_at: None,
+            kind: None,
+            error: None,
+            hint: None,
+        };
+        let mut state = CredentialState {
+            integration: "prod".into(),
+            expires_at: Some(SystemTime::now() + Duration::from_secs(600)),
+            last_refresh: None,
+            last_error: None,
+            refreshes: 1,
+            upstream_calls: 2,
+            failures: BTreeMap::new(),
+        };
+        degraded_if_failing(&mut report, &state);
+        assert_eq!(report.status, "ok", "no failure, nothing to say");
+        state.last_error = Some(SourceFailure {
+            kind: FailureKind::ImdsUnreachable,
+            message: "IMDS did not answer".into(),
+            hint: "check IMDS".into(),
+        });
+        degraded_if_failing(&mut report, &state);
+        assert_eq!(report.status, "degraded");
+        assert_eq!(report.kind.as_deref(), Some("imds_unreachable"));
+        assert_eq!(report.hint.as_deref(), Some("check IMDS"));
     }
 }

@@ -148,16 +148,18 @@ pub async fn probe_all(
     integration: &IntegrationConfig,
 ) -> Vec<CapabilityReport> {
     let with_actions = |listing: CapabilityReport| async move {
-        let actions = probe_actions(config, listing.capability).await;
+        // Boxed: each capability's probes are a large future (several SDK calls joined),
+        // and six of them joined overflow a worker thread's 2 MiB stack in the daemon.
+        let actions = Box::pin(probe_actions(config, listing.capability)).await;
         merge(listing, actions, integration)
     };
     let (logs, metrics, ec2, ecs, eks, elasticache) = tokio::join!(
-        async { with_actions(logs(config, integration).await).await },
-        async { with_actions(metrics(config, integration).await).await },
-        async { with_actions(ec2(config, integration).await).await },
-        async { with_actions(ecs(config, integration).await).await },
-        async { with_actions(eks(config, integration).await).await },
-        async { with_actions(elasticache(config, integration).await).await },
+        Box::pin(async { with_actions(logs(config, integration).await).await }),
+        Box::pin(async { with_actions(metrics(config, integration).await).await }),
+        Box::pin(async { with_actions(ec2(config, integration).await).await }),
+        Box::pin(async { with_actions(ecs(config, integration).await).await }),
+        Box::pin(async { with_actions(eks(config, integration).await).await }),
+        Box::pin(async { with_actions(elasticache(config, integration).await).await }),
     );
     vec![logs, metrics, ec2, ecs, eks, elasticache]
 }

@@ -19,7 +19,16 @@ pub fn render_text(report: &CheckReport) -> String {
             integration.name, integration.region, integration.auth
         );
         let creds = &integration.credentials;
-        if creds.status != "ok" {
+        if creds.status == "degraded" {
+            let _ = writeln!(
+                out,
+                "  credentials  DEGRADED     {}",
+                creds.error.as_deref().unwrap_or_default()
+            );
+            if let Some(hint) = &creds.hint {
+                let _ = writeln!(out, "               fix: {hint}");
+            }
+        } else if creds.status != "ok" {
             let _ = writeln!(
                 out,
                 "  credentials  UNAVAILABLE  {}",
@@ -30,12 +39,13 @@ pub fn render_text(report: &CheckReport) -> String {
             }
             out.push('\n');
             continue;
+        } else {
+            let _ = writeln!(
+                out,
+                "  credentials  ok           expire {}",
+                creds.expires_at.as_deref().unwrap_or("never")
+            );
         }
-        let _ = writeln!(
-            out,
-            "  credentials  ok           expire {}",
-            creds.expires_at.as_deref().unwrap_or("never")
-        );
         match &integration.identity {
             Some(identity) => {
                 let verdict = if integration.account_matches {

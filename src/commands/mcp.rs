@@ -102,7 +102,14 @@ impl ServerHandler for AutohealTools {
         };
         let result = match outcome {
             Ok(answer) => CallToolResult::success(vec![ContentBlock::text(answer.to_string())]),
-            Err(err) => CallToolResult::error(vec![ContentBlock::text(err.to_json().to_string())]),
+            Err(err) => {
+                let error = if self.mask {
+                    mask_answer(err.to_json())
+                } else {
+                    err.to_json()
+                };
+                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+            }
         };
         Ok(result.into())
     }

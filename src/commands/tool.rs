@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::cli::{Output, ToolArgs};
 use crate::exit_code::Exit;
 use crate::stdout::print_line;
-use crate::tools::{self, AwsContext, ToolError, mask_answer, render};
+use crate::tools::{self, AwsContext, ToolError, mask_answer, mask_text, render};
 
 pub async fn run(args: &ToolArgs) -> Exit {
     let output = args.output.unwrap_or(if std::io::stdout().is_terminal() {
@@ -44,9 +44,18 @@ pub async fn run(args: &ToolArgs) -> Exit {
             Exit::Ok
         }
         Err(err) => {
-            match output {
-                Output::Json => print_line(err.to_json()),
-                Output::Text => eprintln!("autoheal tool {}: {err}", args.name),
+            // AWS's error messages can quote what they refused: masked like answers.
+            match (output, args.no_mask) {
+                (Output::Json, true) => print_line(err.to_json()),
+                (Output::Json, false) => print_line(mask_answer(err.to_json())),
+                (Output::Text, true) => eprintln!("autoheal tool {}: {err}", args.name),
+                (Output::Text, false) => {
+                    eprintln!(
+                        "autoheal tool {}: {}",
+                        args.name,
+                        mask_text(&err.to_string()).0
+                    )
+                }
             }
             err.exit()
         }

@@ -77,10 +77,17 @@ pub const DEFAULT_INTEGRATION_NAME: &str = "default";
 /// `AWS_DEFAULT_REGION`, else us-east-1 — never a lookup in instance metadata, which a
 /// sandbox cannot reach and which would cost a timeout. The one place this rule lives.
 pub fn ambient_region() -> Region {
-    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().and_then(|r| Region::parse(&r).ok()))
-        .unwrap_or_else(|| Region::parse(DEFAULT_REGION).expect("a valid default"))
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        let Ok(value) = std::env::var(var) else {
+            continue;
+        };
+        match Region::parse(&value) {
+            Ok(region) => return region,
+            // Said, not silently replaced: a wrong region reads the wrong resources.
+            Err(reason) => eprintln!("autoheal: ignoring {var}: {reason}"),
+        }
+    }
+    Region::parse(DEFAULT_REGION).expect("a valid default")
 }
 
 /// The whole, validated configuration.

@@ -444,7 +444,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         "sandbox.history",
         raw.history.as_ref(),
         DEFAULT_HISTORY,
-        0..=100_000,
+        1..=100_000,
         "finished sandboxes are kept in memory",
     );
     SandboxConfig {

@@ -180,7 +180,7 @@ fn hand_to_directory_owner(dir: &Path, key: &Path) -> Result<(), OidcError> {
         dir: dir.to_owned(),
         reason: e.to_string(),
     })?;
-    if (made.uid(), made.gid()) == (owner.uid(), owner.gid()) {
+    if made.uid() == owner.uid() {
         return Ok(());
     }
     std::os::unix::fs::chown(key, Some(owner.uid()), Some(owner.gid())).map_err(|e| {

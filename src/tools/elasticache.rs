@@ -472,7 +472,19 @@ impl Tool for ElasticacheEvents {
             })).collect::<Vec<_>>(),
             "truncated": truncated,
         });
-        if truncated && let Some(oldest) = events.last().and_then(|e| optional_time(e.date())) {
+        if marker.is_some() {
+            // Pages run oldest first and the budget ran out: newer events than these exist.
+            answer["note"] = json!(format!(
+                "more than {} events in the window; these are the newest of the first {} read: narrow since/until to see later ones",
+                MAX_EVENT_PAGES * EVENTS_PAGE as usize,
+                MAX_EVENT_PAGES * EVENTS_PAGE as usize
+            ));
+            if let Some(newest) = events.first().and_then(|e| optional_time(e.date())) {
+                answer["next"] = json!({"since": newest});
+            }
+        } else if truncated
+            && let Some(oldest) = events.last().and_then(|e| optional_time(e.date()))
+        {
             answer["next"] = json!({"until": oldest});
         }
         Ok(answer)

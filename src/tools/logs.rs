@@ -94,8 +94,18 @@ async fn resolve_group(
     if found.iter().any(|g| g == name) {
         return Ok((name.to_owned(), false));
     }
-    let (all, _) = group_names(ctx, "", 50 * SUGGESTION_PAGES).await?;
-    match short_name(name, all.iter().map(String::as_str)) {
+    let (all, more) = group_names(ctx, "", 50 * SUGGESTION_PAGES).await?;
+    let fit = short_name(name, all.iter().map(String::as_str));
+    if more && matches!(fit, ShortName::One(_)) {
+        // One fit among the first groups listed proves nothing about the rest.
+        return Err(ToolError::bad(
+            argument,
+            format!(
+                "{name:?} is not a log group, and the account has too many groups to resolve a short name safely; give the full name (logs_groups with a prefix finds it)"
+            ),
+        ));
+    }
+    match fit {
         ShortName::Exact => Ok((name.to_owned(), false)),
         ShortName::One(group) => Ok((group, true)),
         ShortName::Several(groups) => Err(ToolError::bad(
@@ -340,6 +350,12 @@ async fn search_group(
             if pages_left > 0 {
                 continue;
             }
+        }
+        if !complete && newest.len() > 0 {
+            // The budget ran out inside an older slice: its pages read so far are its oldest
+            // part, so keeping them would leave a gap before them. Stop at what is whole.
+            let (events, _) = newest.finish();
+            return Ok((events, true));
         }
         newest.add(events, |e| e.timestamp);
         let covered = slice.start <= window.start;

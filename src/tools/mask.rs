@@ -2,9 +2,11 @@
 //! an answer leaves the process: the agent's model never needs a password to diagnose an
 //! incident, and what it is shown may be logged or leaked.
 //!
-//! Each secret becomes `[masked:<kind>:<hash>]`: the kind says what it was, and a short hash
-//! of the value (SHA-256, first 6 hex digits) lets two lines with the same secret still be
-//! correlated. What is masked: AWS access key IDs and secret keys, bearer tokens, JWTs,
+//! Each secret becomes `[masked:<kind>:<hash>]`: the kind says what it was, and a short
+//! keyed hash of the value (HMAC-SHA-256 with a random key of this process, first 6 hex
+//! digits) lets two lines with the same secret still be correlated — within one process
+//! (one `tool` call, one MCP session) — while a weak password cannot be guessed back from
+//! its marker offline. What is masked: AWS access key IDs and secret keys, bearer tokens, JWTs,
 //! passwords in URLs, `password=`-style pairs (and their JSON form), PEM private keys, and
 //! GitHub/Slack tokens. What must not be (and is tested not to be): request IDs, ARNs,
 //! commit hashes, ordinary words and numbers.
@@ -97,10 +99,17 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     ]
 });
 
+/// This process's key for the markers' hashes.
+static MARKER_KEY: LazyLock<aws_lc_rs::hmac::Key> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).expect("the system's random source");
+    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key)
+});
+
 /// The marker for one secret of `kind`.
 fn marker(kind: &str, secret: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    let short: String = digest.as_ref()[..3]
+    let tag = aws_lc_rs::hmac::sign(&MARKER_KEY, secret.as_bytes());
+    let short: String = tag.as_ref()[..3]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();

@@ -44,7 +44,7 @@ use serde_json::Value;
 
 pub use context::AwsContext;
 pub use error::ToolError;
-pub use mask::mask_answer;
+pub use mask::{mask_answer, mask_text};
 
 /// The IAM actions a tool may call: the only verbs read-only tools use.
 pub const READ_ONLY_ACTION_PREFIXES: [&str; 3] = ["Describe", "List", "Get"];
