@@ -242,3 +242,77 @@ async fn elasticache(config: &SdkConfig) -> Vec<ActionReport> {
         outcome("elasticache:DescribeEvents", events),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    /// What `outcome` makes of one Logs answer (`status`, JSON `body`).
+    async fn probe_answered(status: u16, body: &str) -> ActionReport {
+        let http = StaticReplayClient::new(vec![ReplayEvent::new(
+            http::Request::builder()
+                .uri("https://logs.us-east-1.amazonaws.com/")
+                .body(SdkBody::empty())
+                .unwrap(),
+            http::Response::builder()
+                .status(status)
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(SdkBody::from(body))
+                .unwrap(),
+        )]);
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDPROBE",
+                "probe",
+                None,
+                None,
+                "test",
+            )))
+            .http_client(http)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let result = logs
+            .describe_log_streams()
+            .log_group_name(MADE_UP)
+            .send()
+            .await;
+        outcome("logs:DescribeLogStreams", result)
+    }
+
+    #[tokio::test]
+    async fn only_a_not_found_answer_counts_as_allowed() {
+        let allowed = probe_answered(200, r#"{"logStreams": []}"#).await;
+        assert_eq!(allowed.status, Status::Allowed);
+        let not_found = probe_answered(
+            400,
+            r#"{"__type": "ResourceNotFoundException", "message": "The specified log group does not exist."}"#,
+        )
+        .await;
+        assert_eq!(not_found.status, Status::Allowed, "{not_found:?}");
+        let denied = probe_answered(
+            400,
+            r#"{"__type": "AccessDeniedException", "message": "not authorized to perform: logs:DescribeLogStreams"}"#,
+        )
+        .await;
+        assert_eq!(denied.status, Status::Denied, "{denied:?}");
+        let throttled = probe_answered(
+            400,
+            r#"{"__type": "ThrottlingException", "message": "Rate exceeded"}"#,
+        )
+        .await;
+        assert_eq!(
+            throttled.status,
+            Status::Error,
+            "proves nothing: {throttled:?}"
+        );
+    }
+}
