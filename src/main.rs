@@ -9,6 +9,9 @@ use autoheal::cli::{Cli, Command};
 use autoheal::commands;
 use autoheal::exit_code::Exit;
 
+/// Stack of each of the daemon's worker threads: the main thread's 8 MiB.
+const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -23,7 +26,11 @@ fn main() -> ExitCode {
     // The daemon serves many clients at once; every other command is one short task, for
     // which one thread starts faster and holds less memory (the tools run per question).
     let mut builder = if matches!(cli.command, Command::Serve) {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        // Deep async call chains (Test Connection joins dozens of SDK calls) need more than
+        // a worker thread's default 2 MiB in debug builds; untouched stack costs no memory.
+        builder.thread_stack_size(WORKER_STACK_BYTES);
+        builder
     } else {
         tokio::runtime::Builder::new_current_thread()
     };

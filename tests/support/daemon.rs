@@ -153,7 +153,13 @@ impl Daemon {
                 .header("content-type", "application/json")
                 .body(body.to_owned());
         }
-        let response = request.send().await.expect("the daemon answers");
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => panic!(
+                "the daemon did not answer {method} {path}: {err}\n--- its log:\n{}",
+                self.log()
+            ),
+        };
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         (
