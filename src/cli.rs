@@ -138,6 +138,10 @@ pub struct PolicyArgs {
     /// trust-cross-account: the external ID the target role requires.
     #[arg(long, value_name = "ID")]
     pub external_id: Option<String>,
+    /// assume-role: the role the instance role may assume (repeatable: the same-account
+    /// read-only role, a cross-account role).
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +152,8 @@ pub enum PolicyDocument {
     TrustOidc,
     /// The target role's trust policy for cross-account access.
     TrustCrossAccount,
+    /// The instance role's own policy: sts:AssumeRole on the roles it may assume.
+    AssumeRole,
 }
 
 #[derive(Debug, Subcommand)]

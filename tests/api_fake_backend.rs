@@ -38,7 +38,7 @@ async fn serve(sandbox_toml: &str) -> Served {
 
 async fn serve_with(server_toml: &str, sandbox_toml: &str) -> Served {
     let config = load_from_str(&format!(
-        "[server]\n{server_toml}\n[sandbox]\n{sandbox_toml}\n[[integration]]\nname = \"prod\"\naccount_id = \"210987654321\"\nauth = \"instance_role\"\nrole_arn = \"{ROLE}\"\n"
+        "[server]\n{server_toml}\n[sandbox]\n{sandbox_toml}\n[[integration]]\nname = \"prod\"\naccount_id = \"210987654321\"\nauth = \"instance_role\"\nrole_arn = \"{ROLE}\"\nsession = \"shared\"\n"
     ))
     .unwrap();
     let failing = Arc::new(AtomicBool::new(false));

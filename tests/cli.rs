@@ -174,7 +174,11 @@ fn policy_trust_oidc_names_the_provider_and_the_audience() {
         statement["Principal"]["Federated"],
         "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/acme"
     );
-    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    // sts:TagSession: each sandbox's own session carries session tags.
+    assert_eq!(
+        statement["Action"],
+        serde_json::json!(["sts:AssumeRoleWithWebIdentity", "sts:TagSession"])
+    );
     assert_eq!(
         statement["Condition"]["StringEquals"]["oidc.example.com/acme:aud"],
         "acme-corp-oidc-service"
@@ -254,7 +258,10 @@ fn policy_trust_cross_account_trusts_the_source_role_with_the_external_id() {
         statement["Principal"]["AWS"],
         "arn:aws:iam::123456789012:role/AutohealInstanceRole"
     );
-    assert_eq!(statement["Action"], "sts:AssumeRole");
+    assert_eq!(
+        statement["Action"],
+        serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
+    );
     assert_eq!(
         statement["Condition"]["StringEquals"]["sts:ExternalId"],
         "acme-7f3a"

@@ -79,18 +79,20 @@ fn the_trust_policy_files_are_what_the_generator_prints() {
             "acme-7f3a",
         ])
     );
-    let assume = document(
-        "assume-role-policy.json",
-        &[
-            ("TARGET_ACCOUNT_ID", "210987654321"),
-            ("TARGET_ROLE_NAME", "AutohealCrossAccountRole"),
-        ],
-    );
     assert_eq!(
-        assume["Statement"][0]["Resource"],
-        "arn:aws:iam::210987654321:role/AutohealCrossAccountRole"
+        document(
+            "assume-role-policy.json",
+            &[
+                ("ACCOUNT_ID", "123456789012"),
+                ("ROLE_NAME", "AutohealReadOnlyRole"),
+            ],
+        ),
+        policy(&[
+            "assume-role",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/AutohealReadOnlyRole",
+        ])
     );
-    assert_eq!(assume["Statement"][0]["Action"], "sts:AssumeRole");
 }
 
 fn install(root: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -212,16 +214,19 @@ fn the_cloudformation_templates_pass_cfn_lint() {
 
 /// Deploys a template against the test bed's CloudFormation and reads back, through IAM,
 /// the role it made.
-fn deploy(bed: &support::TestBed, template: &str, role: &str, params: &[&str]) -> Value {
+fn deploy(bed: &support::TestBed, template: &str, roles: &[&str], params: &[&str]) -> Value {
     let mut command = Command::new(support::testbed_python());
     command
         .arg(support::repo_root().join("tests/testbed/deploy_stack.py"))
-        .args(["--endpoint", &bed.endpoint, "--role", role, "--template"])
-        .arg(
-            support::repo_root()
-                .join("deploy/cloudformation")
-                .join(template),
-        );
+        .args(["--endpoint", &bed.endpoint]);
+    for role in roles {
+        command.args(["--role", role]);
+    }
+    command.arg("--template").arg(
+        support::repo_root()
+            .join("deploy/cloudformation")
+            .join(template),
+    );
     for param in params {
         command.args(["--param", param]);
     }
@@ -252,31 +257,50 @@ fn the_templates_create_the_roles_and_policies_they_promise() {
     let instance = deploy(
         &bed,
         "instance-role.yaml",
-        "AutohealInstanceRole",
+        &["AutohealInstanceRole", "AutohealReadOnlyRole"],
         &[&format!("TargetRoleArn={target}")],
     );
+    // The two-role layout: the instance role may only assume the read-only role (and the
+    // cross-account one); the read-only role holds the permissions and trusts the instance
+    // role, with sts:TagSession for the sandboxes' tagged sessions.
     let role = &instance["role"];
     assert_eq!(role["trust"], document("trust-ec2.json", &[]));
-    assert_eq!(role["policies"]["autoheal-read-only"], permissions);
+    let read_only = "arn:aws:iam::123456789012:role/AutohealReadOnlyRole";
+    let mut assume = document(
+        "assume-role-policy.json",
+        &[
+            ("ACCOUNT_ID", "123456789012"),
+            ("ROLE_NAME", "AutohealReadOnlyRole"),
+        ],
+    );
+    assume["Statement"][0]["Resource"] = serde_json::json!([read_only, target]);
     assert_eq!(
-        role["policies"]["autoheal-assume-target-role"],
-        document(
-            "assume-role-policy.json",
-            &[
-                ("TARGET_ACCOUNT_ID", "210987654321"),
-                ("TARGET_ROLE_NAME", "AutohealCrossAccountRole")
-            ]
-        )
+        role["policies"],
+        serde_json::json!({"autoheal-assume-roles": assume}),
+        "the instance role itself reads nothing"
     );
     assert_eq!(
         instance["instance_profiles"],
         serde_json::json!(["AutohealInstanceRole"])
     );
+    let read_only_role = &instance["roles"]["AutohealReadOnlyRole"];
+    assert_eq!(
+        read_only_role["trust"],
+        policy(&[
+            "trust-cross-account",
+            "--source-role",
+            role["arn"].as_str().unwrap(),
+        ])
+    );
+    assert_eq!(
+        read_only_role["policies"]["autoheal-read-only"],
+        permissions
+    );
 
     let cross = deploy(
         &bed,
         "cross-account-role.yaml",
-        "AutohealCrossAccountRole",
+        &["AutohealCrossAccountRole"],
         &[
             "SourceRoleArn=arn:aws:iam::123456789012:role/AutohealInstanceRole",
             "ExternalId=acme-7f3a",
@@ -297,7 +321,7 @@ fn the_templates_create_the_roles_and_policies_they_promise() {
     let oidc = deploy(
         &bed,
         "oidc.yaml",
-        "AutohealOidcRole",
+        &["AutohealOidcRole"],
         &["IssuerHost=oidc.acme.example", "TenantSlug=acme-corp"],
     );
     let trust = &oidc["role"]["trust"]["Statement"][0];

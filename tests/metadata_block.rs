@@ -201,6 +201,7 @@ fn fetch_fake_imds() -> SandboxRequest {
         image: None,
         timeout: Some(Duration::from_secs(60)),
         env: BTreeMap::new(),
+        capabilities: None,
     }
 }
 

@@ -61,6 +61,7 @@ fn request(integration: &str, command: &[&str]) -> SandboxRequest {
         image: None,
         timeout: Some(Duration::from_secs(60)),
         env: BTreeMap::new(),
+        capabilities: None,
     }
 }
 

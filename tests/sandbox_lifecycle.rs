@@ -91,6 +91,7 @@ endpoint_url = "{endpoint}"
         image: None,
         timeout: Some(Duration::from_secs(120)),
         env: BTreeMap::new(),
+        capabilities: None,
     };
     let quick = manager
         .create(ask(&["sh", "-c", "sleep 1; echo done"]))

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::AppState;
 use super::response::{ApiError, Body, json};
 use crate::sandbox::SandboxRequest;
+use crate::tools::Capability;
 
 /// The body of `POST /v1/sandboxes`.
 #[derive(Debug, Deserialize)]
@@ -22,6 +23,8 @@ struct CreateBody {
     timeout: Option<TimeoutValue>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Narrows the sandbox's own session, e.g. `["logs", "metrics"]`.
+    capabilities: Option<Vec<Capability>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +70,7 @@ pub fn parse_create_body(body: &[u8]) -> Result<SandboxRequest, ApiError> {
         image: body.image,
         timeout,
         env: body.env,
+        capabilities: body.capabilities,
     })
 }
 

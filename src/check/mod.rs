@@ -16,9 +16,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
-use crate::config::IntegrationConfig;
+use crate::config::{IntegrationConfig, MIN_SESSION};
 use crate::credentials::{
-    CredentialBroker, CredentialError, CredentialState, Health, rfc3339, sdk_config,
+    CredentialBroker, CredentialError, CredentialState, FailureKind, Health, SessionRequest,
+    rfc3339, sdk_config,
 };
 use crate::exit_code::Exit;
 
@@ -70,6 +71,27 @@ pub struct IntegrationReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_hint: Option<String>,
     pub capabilities: Vec<CapabilityReport>,
+    /// For per-sandbox sessions: whether a sandbox's own session can be had (a trust
+    /// policy without `sts:TagSession` fails here, not at the first sandbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_session: Option<SessionReport>,
+    /// What works but is weaker than it should be (a bare instance role).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Whether a sandbox's own STS session could be made, as a sandbox would get it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionReport {
+    pub status: Status,
+    /// The session name tried (`autoheal-sandbox-check-…`).
+    pub session_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl IntegrationReport {
@@ -79,10 +101,18 @@ impl IntegrationReport {
             Exit::Unavailable
         } else if !self.account_matches
             || self.capabilities.iter().any(|c| c.status == Status::Denied)
+            || self
+                .sandbox_session
+                .as_ref()
+                .is_some_and(|s| s.status == Status::Denied)
         {
             Exit::NoPerm
         } else if self.identity.is_none()
             || self.capabilities.iter().any(|c| c.status == Status::Error)
+            || self
+                .sandbox_session
+                .as_ref()
+                .is_some_and(|s| s.status == Status::Error)
         {
             Exit::Unavailable
         } else {
@@ -151,6 +181,8 @@ pub async fn test_connection(
         account_matches: false,
         identity_hint: None,
         capabilities: Vec::new(),
+        sandbox_session: None,
+        warnings: integration.instance_profile_warning().into_iter().collect(),
     };
     let credentials = match broker
         .credentials_valid_for(&integration.name, CHECK_CREDENTIAL_LIFETIME)
@@ -176,13 +208,15 @@ pub async fn test_connection(
     )
     .await;
 
-    let (identity, capabilities) = tokio::join!(
+    let (identity, capabilities, sandbox_session) = tokio::join!(
         aws_sdk_sts::Client::new(&config)
             .get_caller_identity()
             .send(),
         Box::pin(probes::probe_all(&config, integration)),
+        Box::pin(sandbox_session(broker, integration)),
     );
     report.capabilities = capabilities;
+    report.sandbox_session = sandbox_session;
     match identity {
         Ok(answer) => {
             let account = answer.account().unwrap_or_default().to_owned();
@@ -220,6 +254,64 @@ pub async fn test_connection(
         }
     }
     report
+}
+
+/// Makes one sandbox session as a sandbox would get it (name, tags, the whole session
+/// policy, STS's shortest length), when the integration has them.
+async fn sandbox_session(
+    broker: &CredentialBroker,
+    integration: &IntegrationConfig,
+) -> Option<SessionReport> {
+    if !integration.per_sandbox_sessions() {
+        return None;
+    }
+    let request = SessionRequest {
+        sandbox_id: format!("check-{:08x}", fastrand::u32(..)),
+        policy: crate::tools::policy::session_policy(&[]),
+        lifetime: MIN_SESSION,
+    };
+    let session_name = request.session_name();
+    Some(
+        match broker.sandbox_session(&integration.name, &request).await {
+            Ok(_) => SessionReport {
+                status: Status::Allowed,
+                session_name,
+                kind: None,
+                error: None,
+                hint: None,
+            },
+            Err(err) => {
+                let failure = match &err {
+                    CredentialError::Unavailable { failure, .. } => Some(failure.clone()),
+                    _ => None,
+                };
+                let denied = failure.as_ref().is_some_and(|f| {
+                    matches!(
+                        f.kind,
+                        FailureKind::TagSessionDenied
+                            | FailureKind::AssumeRoleDenied
+                            | FailureKind::OidcDenied
+                    )
+                });
+                SessionReport {
+                    status: if denied {
+                        Status::Denied
+                    } else {
+                        Status::Error
+                    },
+                    session_name,
+                    kind: failure.as_ref().map(|f| f.kind.to_string()),
+                    error: Some(
+                        failure
+                            .as_ref()
+                            .map(|f| f.message.clone())
+                            .unwrap_or_else(|| err.to_string()),
+                    ),
+                    hint: failure.map(|f| f.hint),
+                }
+            }
+        },
+    )
 }
 
 /// Credentials that work now but whose last refresh failed (static stability): `degraded`,

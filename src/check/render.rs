@@ -46,6 +46,35 @@ pub fn render_text(report: &CheckReport) -> String {
                 creds.expires_at.as_deref().unwrap_or("never")
             );
         }
+        if let Some(session) = &integration.sandbox_session {
+            match session.status {
+                Status::Allowed => {
+                    let _ = writeln!(
+                        out,
+                        "  sandbox session ok        {} (own session per sandbox, tagged, narrowed)",
+                        session.session_name
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "  sandbox session {}  {}",
+                        if session.status == Status::Denied {
+                            "DENIED"
+                        } else {
+                            "ERROR "
+                        },
+                        session.error.as_deref().unwrap_or_default()
+                    );
+                    if let Some(hint) = &session.hint {
+                        let _ = writeln!(out, "               fix: {hint}");
+                    }
+                }
+            }
+        }
+        for warning in &integration.warnings {
+            let _ = writeln!(out, "  warning      {warning}");
+        }
         match &integration.identity {
             Some(identity) => {
                 let verdict = if integration.account_matches {

@@ -1,7 +1,8 @@
 //! `autoheal config check`: validate the configuration and print the effective result.
 //!
 //! Every problem is listed at once, each named by its key; the exit status is 78 when there
-//! is any. Secrets (external IDs) print as `**REDACTED**`.
+//! is any. Secrets (external IDs) print as `**REDACTED**`. Warnings (a bare instance role,
+//! host networking) go to stderr and do not change the exit status.
 
 use serde_json::json;
 
@@ -13,6 +14,9 @@ use crate::stdout::print_line;
 pub fn run(cli: &Cli, output: Output) -> Exit {
     match config::load(cli.config.as_deref()) {
         Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("autoheal: warning: {warning}");
+            }
             match output {
                 Output::Text => print_line(config.to_toml().trim_end()),
                 Output::Json => print_line(format!("{:#}", config.to_json())),

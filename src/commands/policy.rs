@@ -66,5 +66,20 @@ fn document(cli: &Cli, args: &PolicyArgs) -> Result<serde_json::Value, String> {
                 args.external_id.as_deref(),
             ))
         }
+        PolicyDocument::AssumeRole => {
+            if args.role_arn.is_empty() {
+                return Err(
+                    "assume-role needs --role-arn ARN (the role the instance role may assume)"
+                        .into(),
+                );
+            }
+            let roles = args
+                .role_arn
+                .iter()
+                .map(|arn| RoleArn::parse(arn).map_err(|e| format!("--role-arn: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let arns: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Ok(policy::assume_role(&arns))
+        }
     }
 }

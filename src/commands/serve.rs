@@ -58,10 +58,8 @@ pub async fn run(cli: &Cli) -> Exit {
             return Exit::Unavailable;
         }
     };
-    if config.sandbox.network == "host" {
-        tracing::warn!(
-            "sandbox.network = \"host\": sandboxes share the host's network and can reach the instance metadata service (and so the host's own role); use a bridge network"
-        );
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
     tracing::info!(listen = %config.server.listen, integrations = config.integrations.len(), "serving");
     let limits = ApiLimits::from(&config.server);

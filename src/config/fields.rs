@@ -200,6 +200,40 @@ impl fmt::Display for AuthMethod {
     }
 }
 
+/// Whether each sandbox gets its own STS session or all share the integration's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// One `sts:AssumeRole`/`AssumeRoleWithWebIdentity` per sandbox: named after it,
+    /// tagged with it, narrowed by a session policy, as long as the sandbox lives.
+    PerSandbox,
+    /// Every sandbox receives the integration's one cached session (the only choice where
+    /// no role is assumed).
+    Shared,
+}
+
+impl SessionMode {
+    pub const NAMES: [&'static str; 2] = ["per_sandbox", "shared"];
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "per_sandbox" => Ok(Self::PerSandbox),
+            "shared" => Ok(Self::Shared),
+            other => Err(format!(
+                "unknown session mode {other:?} (expected one of: {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::PerSandbox => "per_sandbox",
+            Self::Shared => "shared",
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Serialize;
 
-pub use fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn};
+pub use fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn, SessionMode};
 pub use load::{ConfigError, ConfigIssue, DEFAULT_CONFIG_PATH, load, load_from_str};
 pub use secret::{REDACTED, Secret};
 
@@ -27,6 +27,8 @@ pub use secret::{REDACTED, Secret};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 /// Where `serve` keeps (or creates, mode 0600) the API bearer token.
 pub const DEFAULT_API_TOKEN_FILE: &str = "/var/lib/autoheal/api-token";
+/// Where the daemon keeps what must survive a restart (the sandbox audit log).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/autoheal";
 /// Built locally by `scripts/build-sandbox-image`; it holds this very binary.
 pub const DEFAULT_SANDBOX_IMAGE: &str = "autoheal-sandbox:latest";
 /// A bridge network of our own, so IMDS can be blocked for sandboxes alone.
@@ -116,6 +118,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// File holding the API bearer token (created with mode 0600 when missing).
     pub api_token_file: PathBuf,
+    /// Directory of state kept across restarts: `audit/sandboxes.jsonl`.
+    pub state_dir: PathBuf,
     /// Open connections at once; beyond it the longest-idle one is closed.
     pub max_connections: u32,
     /// Time to complete a request head once it started.
@@ -202,7 +206,10 @@ pub struct IntegrationConfig {
     /// External ID the target role's trust policy requires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<Secret>,
-    /// Session length asked of STS when a role is assumed.
+    /// A session per sandbox (the default where a role is assumed) or one shared session.
+    pub session: SessionMode,
+    /// Session length asked of STS when a role is assumed (the shared session; a
+    /// sandbox's own session lasts as long as the sandbox).
     #[serde(with = "humantime_serde")]
     pub session_duration: Duration,
     /// AWS endpoint override (emulators); also handed to sandboxes as `AWS_ENDPOINT_URL`.
@@ -210,7 +217,52 @@ pub struct IntegrationConfig {
     pub endpoint_url: Option<String>,
 }
 
+impl IntegrationConfig {
+    /// True when each sandbox gets its own, narrowed STS session.
+    pub fn per_sandbox_sessions(&self) -> bool {
+        self.session == SessionMode::PerSandbox
+    }
+
+    /// True when sandboxes receive the EC2 instance profile's own credentials: nothing
+    /// narrows them, and every process that can reach IMDS holds the same.
+    pub fn uses_instance_profile_directly(&self) -> bool {
+        self.auth == AuthMethod::InstanceRole && self.role_arn.is_none()
+    }
+
+    /// The warning `check`, `config check` and the daemon give a bare instance role.
+    pub fn instance_profile_warning(&self) -> Option<String> {
+        self.uses_instance_profile_directly().then(|| {
+            format!(
+                "integration {:?}: sandboxes receive the EC2 instance profile's own credentials \
+                 (auth = \"instance_role\" without role_arn): one shared session that no policy \
+                 narrows and no sandbox is named in. Recommended: the two-role layout, where the \
+                 instance role may only sts:AssumeRole a same-account read-only role set as \
+                 role_arn, so each sandbox gets its own named, tagged, narrowed session \
+                 (docs/setup-instance-role.md)",
+                self.name
+            )
+        })
+    }
+}
+
 impl Config {
+    /// What is valid but weaker than it should be, one sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .integrations
+            .iter()
+            .filter_map(|i| i.instance_profile_warning())
+            .collect();
+        if self.sandbox.network == "host" {
+            warnings.push(
+                "sandbox.network = \"host\": sandboxes share the host's network and can reach the \
+                 instance metadata service (and so the host's own role); use a bridge network"
+                    .into(),
+            );
+        }
+        warnings
+    }
+
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the config always serializes to TOML")

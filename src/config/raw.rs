@@ -53,6 +53,7 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<Scalar>,
     pub api_token_file: Option<Scalar>,
+    pub state_dir: Option<Scalar>,
     pub max_connections: Option<Scalar>,
     pub header_read_timeout: Option<Scalar>,
     pub body_read_timeout: Option<Scalar>,
@@ -103,6 +104,7 @@ pub struct RawIntegration {
     pub role_arn: Option<Scalar>,
     pub external_id: Option<Scalar>,
     pub session_duration: Option<Scalar>,
+    pub session: Option<Scalar>,
     pub endpoint_url: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,

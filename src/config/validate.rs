@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use regex::Regex;
 
-use super::fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn};
+use super::fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn, SessionMode};
 use super::load::ConfigIssue;
 use super::raw::{RawConfig, RawIntegration, Scalar, Unknown};
 use super::secret::Secret;
@@ -250,6 +250,7 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
         &[
             "listen",
             "api_token_file",
+            "state_dir",
             "max_connections",
             "header_read_timeout",
             "body_read_timeout",
@@ -268,6 +269,17 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
         server.api_token_file.as_ref(),
         DEFAULT_API_TOKEN_FILE,
     ));
+    let state_dir = PathBuf::from(c.text_or(
+        "server.state_dir",
+        server.state_dir.as_ref(),
+        DEFAULT_STATE_DIR,
+    ));
+    if !state_dir.is_absolute() {
+        c.issue(
+            "server.state_dir",
+            format!("must be an absolute path such as \"{DEFAULT_STATE_DIR}\""),
+        );
+    }
     let max_connections = c.bounded(
         "server.max_connections",
         server.max_connections.as_ref(),
@@ -345,6 +357,7 @@ pub fn validate(raw: RawConfig, from_file: bool) -> Result<Config, Vec<ConfigIss
             server: ServerConfig {
                 listen,
                 api_token_file,
+                state_dir,
                 max_connections,
                 header_read_timeout,
                 body_read_timeout,
@@ -539,6 +552,7 @@ fn integration(
             "role_arn",
             "external_id",
             "session_duration",
+            "session",
             "endpoint_url",
         ],
     );
@@ -588,6 +602,7 @@ fn integration(
         raw.session_duration.as_ref(),
         DEFAULT_SESSION_DURATION,
     );
+    let session = c.parsed(&at("session"), raw.session.as_ref(), SessionMode::parse);
     let endpoint_url = c.text(&at("endpoint_url"), raw.endpoint_url.as_ref());
     if let Some(endpoint) = &endpoint_url {
         match url::Url::parse(endpoint) {
@@ -637,6 +652,14 @@ fn integration(
             "only applies when role_arn is set (it is sent with sts:AssumeRole)",
         );
     }
+    if session == Some(SessionMode::PerSandbox) && raw.role_arn.is_none() {
+        c.issue(
+            at("session"),
+            "per_sandbox needs role_arn: a session per sandbox is an sts:AssumeRole of a role; \
+             without role_arn sandboxes receive the instance profile's own credentials, which \
+             cannot be narrowed. Set role_arn to a read-only role (the same account is fine)",
+        );
+    }
     if raw.session_duration.is_some() {
         session_duration_rules(
             c,
@@ -655,8 +678,13 @@ fn integration(
         account_id: Some(account_id?),
         region,
         auth: auth?,
-        role_arn,
         external_id: external_id.map(Secret::new),
+        session: session.unwrap_or(if role_arn.is_some() {
+            SessionMode::PerSandbox
+        } else {
+            SessionMode::Shared
+        }),
+        role_arn,
         session_duration,
         endpoint_url,
     })
@@ -723,6 +751,7 @@ fn default_integration() -> IntegrationConfig {
         auth: AuthMethod::Environment,
         role_arn: None,
         external_id: None,
+        session: SessionMode::Shared,
         session_duration: DEFAULT_SESSION_DURATION,
         endpoint_url: None,
     }

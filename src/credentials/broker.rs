@@ -1,5 +1,10 @@
 //! The credential broker: one lifetime-aware cache per integration, and their background
-//! refreshers. Everything that needs AWS credentials on the daemon side asks here.
+//! refreshers; one session per sandbox for integrations that assume a role. Everything that
+//! needs AWS credentials on the daemon side asks here.
+//!
+//! The instance role is cached once (`instance_source`) for every integration that assumes
+//! a role from it: their shared sessions chain on it and their sandboxes' sessions are signed
+//! with it, so IMDS is asked once per instance-credential lifetime, not per sandbox.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,17 +13,25 @@ use std::time::Duration;
 use aws_credential_types::Credentials;
 use tokio::task::JoinHandle;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
+
 use super::cache::{CredentialCache, CredentialState};
 use super::clock::{Clock, SystemClock};
-use super::error::CredentialError;
+use super::error::{CredentialError, FailureKind, SourceFailure};
+use super::sandbox_session::{SessionMinter, SessionRequest};
 use super::schedule::RefreshPolicy;
-use super::source::{InstanceRole, IssuerState, provider_for};
-use crate::config::{AuthMethod, Config, IntegrationConfig};
+use super::source::{InstanceRole, IssuerState, provider_for, sdk_config};
+use super::web_identity::WebIdentity;
+use crate::config::{AuthMethod, Config, IntegrationConfig, SessionMode};
 use crate::oidc::{Issuer, IssuerCell, SharedIssuer};
 
 #[derive(Debug)]
 pub struct CredentialBroker {
     caches: BTreeMap<String, Arc<CredentialCache>>,
+    /// The instance role, cached, when some integration assumes a role from it.
+    instance_source: Option<Arc<CredentialCache>>,
+    /// How each `session = "per_sandbox"` integration makes its sandboxes' sessions.
+    minters: BTreeMap<String, Arc<SessionMinter>>,
     /// The daemon's OIDC issuer, for `auth = "oidc"` and the documents the API serves.
     issuer: IssuerState,
     refreshers: Mutex<Vec<JoinHandle<()>>>,
@@ -46,9 +59,16 @@ impl CredentialBroker {
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
+        let instance_source = needs_instance_source(integrations)
+            .then(|| instance_source(instance_role, clock.clone(), policy.clone()));
         let mut caches = Vec::new();
+        let mut minters = BTreeMap::new();
         for integration in integrations {
-            let provider = provider_for(integration, instance_role, &issuer).await;
+            let provider =
+                provider_for(integration, instance_role, &instance_source, &issuer).await;
+            if let Some(minter) = minter_for(integration, &instance_source, &issuer).await {
+                minters.insert(integration.name.clone(), Arc::new(minter));
+            }
             caches.push(CredentialCache::new(
                 integration.clone(),
                 provider,
@@ -58,6 +78,8 @@ impl CredentialBroker {
         }
         let mut broker = Self::with_caches(caches);
         broker.issuer = issuer;
+        broker.instance_source = instance_source;
+        broker.minters = minters;
         broker
     }
 
@@ -68,6 +90,8 @@ impl CredentialBroker {
                 .into_iter()
                 .map(|c| (c.integration().name.clone(), Arc::new(c)))
                 .collect(),
+            instance_source: None,
+            minters: BTreeMap::new(),
             refreshers: Mutex::new(Vec::new()),
             issuer: None,
         }
@@ -110,7 +134,13 @@ impl CredentialBroker {
             }
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let instance_source = match &self.instance_source {
+            Some(kept) if *kept.policy() == policy => Some(kept.clone()),
+            _ => needs_instance_source(&config.integrations)
+                .then(|| instance_source(&instance_role, clock.clone(), policy.clone())),
+        };
         let mut caches = BTreeMap::new();
+        let mut minters = BTreeMap::new();
         let mut fresh = Vec::new();
         for integration in &config.integrations {
             let kept = self.caches.get(&integration.name).filter(|cache| {
@@ -122,7 +152,8 @@ impl CredentialBroker {
                 Some(cache) => cache.clone(),
                 None => {
                     fresh.push(integration.name.clone());
-                    let provider = provider_for(integration, &instance_role, &issuer).await;
+                    let provider =
+                        provider_for(integration, &instance_role, &instance_source, &issuer).await;
                     Arc::new(CredentialCache::new(
                         integration.clone(),
                         provider,
@@ -132,9 +163,14 @@ impl CredentialBroker {
                 }
             };
             caches.insert(integration.name.clone(), cache);
+            if let Some(minter) = minter_for(integration, &instance_source, &issuer).await {
+                minters.insert(integration.name.clone(), Arc::new(minter));
+            }
         }
         let broker = Self {
             caches,
+            instance_source,
+            minters,
             refreshers: Mutex::new(Vec::new()),
             issuer,
         };
@@ -170,6 +206,26 @@ impl CredentialBroker {
         self.cache(integration)?.valid_for(needed).await
     }
 
+    /// A sandbox's own STS session (see `sandbox_session.rs`): exactly one STS call.
+    pub async fn sandbox_session(
+        &self,
+        integration: &str,
+        request: &SessionRequest,
+    ) -> Result<Credentials, CredentialError> {
+        let cache = self.cache(integration)?;
+        let minter = self.minters.get(integration).ok_or_else(|| {
+            CredentialError::Unavailable {
+                integration: integration.to_owned(),
+                failure: Box::new(SourceFailure {
+                    kind: FailureKind::Other,
+                    message: "this integration cannot make per-sandbox sessions".into(),
+                    hint: "per-sandbox sessions need a role to assume (role_arn); set session = \"shared\" otherwise".into(),
+                }),
+            }
+        })?;
+        minter.mint(cache.integration(), request).await
+    }
+
     /// Every integration's credential state, in name order.
     pub fn states(&self) -> Vec<CredentialState> {
         self.caches.values().map(|c| c.state()).collect()
@@ -188,7 +244,7 @@ impl CredentialBroker {
         if !refreshers.is_empty() {
             return;
         }
-        for cache in self.caches.values() {
+        for cache in self.caches.values().chain(&self.instance_source) {
             refreshers.push(tokio::spawn(cache.clone().run_refresher()));
         }
     }
@@ -204,6 +260,70 @@ impl CredentialBroker {
 impl Drop for CredentialBroker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// True when some integration assumes a role from the instance role.
+fn needs_instance_source(integrations: &[IntegrationConfig]) -> bool {
+    integrations
+        .iter()
+        .any(|i| i.auth == AuthMethod::InstanceRole && i.role_arn.is_some())
+}
+
+/// The instance role behind one cache. It is nobody's integration: the name says what it is
+/// in logs, and the hints are those of a bare `instance_role`.
+fn instance_source(
+    instance_role: &InstanceRole,
+    clock: Arc<dyn Clock>,
+    policy: RefreshPolicy,
+) -> Arc<CredentialCache> {
+    let identity = IntegrationConfig {
+        name: "(instance role)".into(),
+        account_id: None,
+        region: crate::config::ambient_region(),
+        auth: AuthMethod::InstanceRole,
+        role_arn: None,
+        external_id: None,
+        session: SessionMode::Shared,
+        session_duration: crate::config::DEFAULT_SESSION_DURATION,
+        endpoint_url: None,
+    };
+    Arc::new(CredentialCache::new(
+        identity,
+        SharedCredentialsProvider::new(instance_role.clone()),
+        clock,
+        policy,
+    ))
+}
+
+/// How `integration` makes its sandboxes' sessions, when it has them.
+async fn minter_for(
+    integration: &IntegrationConfig,
+    instance_source: &Option<Arc<CredentialCache>>,
+    issuer: &IssuerState,
+) -> Option<SessionMinter> {
+    if !integration.per_sandbox_sessions() {
+        return None;
+    }
+    match integration.auth {
+        AuthMethod::InstanceRole => {
+            let sdk = sdk_config(integration, None).await;
+            Some(SessionMinter::assume_role(
+                &sdk,
+                instance_source.clone()?,
+                integration,
+            ))
+        }
+        AuthMethod::Oidc => {
+            let issuer = issuer.as_ref()?.as_ref().ok()?;
+            let sts = aws_sdk_sts::Client::new(&sdk_config(integration, None).await);
+            Some(SessionMinter::WebIdentity(WebIdentity::new(
+                issuer.clone(),
+                sts,
+                integration,
+            )))
+        }
+        AuthMethod::Environment => None,
     }
 }
 

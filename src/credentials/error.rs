@@ -34,6 +34,8 @@ pub enum FailureKind {
     ExpiredCredentials,
     /// STS refused `AssumeRole` (trust policy, permission, wrong ARN, external ID).
     AssumeRoleDenied,
+    /// STS refused a sandbox's tagged session: the trust policy lacks `sts:TagSession`.
+    TagSessionDenied,
     /// STS failed otherwise.
     StsError,
     /// The upstream call took longer than allowed.
@@ -62,6 +64,7 @@ impl FailureKind {
             Self::ImdsError => "imds_error",
             Self::ExpiredCredentials => "expired_credentials",
             Self::AssumeRoleDenied => "assume_role_denied",
+            Self::TagSessionDenied => "tag_session_denied",
             Self::StsError => "sts_error",
             Self::Timeout => "timeout",
             Self::NoCredentials => "no_credentials",
@@ -319,6 +322,21 @@ pub fn hint(kind: FailureKind, integration: &IntegrationConfig) -> String {
                 .as_ref()
                 .map(|r| r.account_id().to_string())
                 .unwrap_or_default()
+        ),
+        FailureKind::TagSessionDenied => format!(
+            "STS refused the sandbox's own session on {role}: each sandbox's session carries the \
+             session tags autoheal:sandbox and autoheal:integration, so the role's trust policy \
+             must allow sts:TagSession next to {}. `autoheal policy {}` prints the trust policy \
+             with it. Or set session = \"shared\" on the integration to give every sandbox the \
+             integration's one session (no per-sandbox name, tags or narrowing).",
+            match integration.auth {
+                AuthMethod::Oidc => "sts:AssumeRoleWithWebIdentity",
+                _ => "sts:AssumeRole",
+            },
+            match integration.auth {
+                AuthMethod::Oidc => "trust-oidc --account <id>",
+                _ => "trust-cross-account --source-role <instance role ARN>",
+            }
         ),
         FailureKind::StsError => format!(
             "STS failed while assuming {role}. If it persists, check the region's STS endpoint is \

@@ -11,6 +11,7 @@
 //!
 //! None of them caches: the lifetime-aware cache in front (`cache.rs`) decides when to call.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
@@ -24,6 +25,8 @@ use aws_credential_types::provider::{
 };
 use aws_smithy_async::time::StaticTimeSource;
 
+use super::cache::CredentialCache;
+use super::sandbox_session::cached_source;
 use super::web_identity::WebIdentity;
 use crate::config::{AuthMethod, IntegrationConfig};
 use crate::oidc::SharedIssuer;
@@ -34,10 +37,12 @@ const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 const IMDS_ATTEMPTS: u32 = 3;
 
 /// Builds the credential source of `integration`; `instance_role` is the host's IMDS access,
-/// shared by every integration that starts from the instance role.
+/// and `instance_source` the same behind the broker's cache, which an assumed role chains
+/// on (so IMDS is asked once for all of them).
 pub async fn provider_for(
     integration: &IntegrationConfig,
     instance_role: &InstanceRole,
+    instance_source: &Option<Arc<CredentialCache>>,
     issuer: &IssuerState,
 ) -> SharedCredentialsProvider {
     match integration.auth {
@@ -60,7 +65,11 @@ pub async fn provider_for(
                     if let Some(external_id) = &integration.external_id {
                         builder = builder.external_id(external_id.expose());
                     }
-                    SharedCredentialsProvider::new(builder.build_from_provider(instance_role).await)
+                    let source = match instance_source {
+                        Some(cache) => cached_source(cache.clone()),
+                        None => SharedCredentialsProvider::new(instance_role),
+                    };
+                    SharedCredentialsProvider::new(builder.build_from_provider(source).await)
                 }
             }
         }

@@ -1,6 +1,9 @@
 //! `auth = "oidc"`: a token signed by the daemon's own issuer, exchanged for credentials with
 //! `sts:AssumeRoleWithWebIdentity` (the SDK's STS client; the call is unsigned).
 //!
+//! The same source makes the integration's shared session and each sandbox's own
+//! (`sandbox_session`: its subject, session tags and session policy).
+//!
 //! Every call signs a fresh token. STS answering `InvalidIdentityToken` is retried once with a
 //! new token (a token can expire in flight, or reach STS before its key's JWKS refresh);
 //! other failures go to the cache, which backs off and keeps serving valid credentials.
@@ -12,9 +15,10 @@ use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError
 use aws_sdk_sts::error::SdkError;
 use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
 
+use super::sandbox_session::{SessionRequest, TAG_INTEGRATION, TAG_SANDBOX, session_length};
 use super::source::session_name;
-use crate::config::IntegrationConfig;
-use crate::oidc::{DEFAULT_TOKEN_LIFETIME, SharedIssuer, subject};
+use crate::config::{IntegrationConfig, WEB_IDENTITY_MAX_SESSION};
+use crate::oidc::{DEFAULT_TOKEN_LIFETIME, SessionTagsClaim, SharedIssuer, subject};
 
 #[derive(Debug, Clone)]
 pub struct WebIdentity {
@@ -46,21 +50,44 @@ impl WebIdentity {
         }
     }
 
-    async fn exchange(&self) -> Result<Credentials, SdkError<AssumeRoleWithWebIdentityError>> {
-        let token = self
-            .issuer
-            .current()
-            .token(&self.subject, DEFAULT_TOKEN_LIFETIME, SystemTime::now())
-            .map_err(SdkError::construction_failure)?;
-        let answer = self
+    /// One `AssumeRoleWithWebIdentity` with a fresh token: the integration's shared session
+    /// when `sandbox` is `None`, else that sandbox's own.
+    async fn exchange(
+        &self,
+        sandbox: Option<(&str, &SessionRequest)>,
+    ) -> Result<Credentials, SdkError<AssumeRoleWithWebIdentityError>> {
+        let issuer = self.issuer.current();
+        let now = SystemTime::now();
+        let token = match sandbox {
+            None => issuer.token(&self.subject, DEFAULT_TOKEN_LIFETIME, now),
+            Some((integration, request)) => issuer.token_with_tags(
+                &subject(integration, Some(&request.sandbox_id)),
+                SessionTagsClaim::new([
+                    (TAG_SANDBOX, request.sandbox_id.as_str()),
+                    (TAG_INTEGRATION, integration),
+                ]),
+                DEFAULT_TOKEN_LIFETIME,
+                now,
+            ),
+        }
+        .map_err(SdkError::construction_failure)?;
+        let call = self
             .sts
             .assume_role_with_web_identity()
             .role_arn(&self.role_arn)
-            .role_session_name(&self.session_name)
-            .web_identity_token(token.token)
-            .duration_seconds(self.duration.as_secs() as i32)
-            .send()
-            .await?;
+            .web_identity_token(token.token);
+        let call = match sandbox {
+            None => call
+                .role_session_name(&self.session_name)
+                .duration_seconds(self.duration.as_secs() as i32),
+            Some((_, request)) => call
+                .role_session_name(request.session_name())
+                .policy(&request.policy)
+                .duration_seconds(
+                    session_length(request.lifetime, WEB_IDENTITY_MAX_SESSION).as_secs() as i32,
+                ),
+        };
+        let answer = call.send().await?;
         let creds = answer
             .credentials()
             .ok_or_else(|| SdkError::construction_failure("STS answered without credentials"))?;
@@ -72,6 +99,35 @@ impl WebIdentity {
             "autoheal-oidc",
         ))
     }
+
+    /// The exchange, retried once with a new token when STS rejects the token (it can expire
+    /// in flight, or reach STS before its key's JWKS refresh).
+    async fn exchange_retrying(
+        &self,
+        sandbox: Option<(&str, &SessionRequest)>,
+    ) -> Result<Credentials, CredentialsError> {
+        let result = match self.exchange(sandbox).await {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_invalid_identity_token_exception()) =>
+            {
+                self.exchange(sandbox).await
+            }
+            other => other,
+        };
+        result.map_err(CredentialsError::provider_error)
+    }
+
+    /// A sandbox's own session: subject `integration:<name>:sandbox:<id>`, tags in the
+    /// token's `https://aws.amazon.com/tags` claim, the request's session policy and length.
+    pub async fn sandbox_session(
+        &self,
+        integration: &str,
+        request: &SessionRequest,
+    ) -> Result<Credentials, CredentialsError> {
+        self.exchange_retrying(Some((integration, request))).await
+    }
 }
 
 impl ProvideCredentials for WebIdentity {
@@ -79,20 +135,7 @@ impl ProvideCredentials for WebIdentity {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::new(async move {
-            let first = self.exchange().await;
-            let result = match first {
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_invalid_identity_token_exception()) =>
-                {
-                    self.exchange().await
-                }
-                other => other,
-            };
-            result.map_err(CredentialsError::provider_error)
-        })
+        future::ProvideCredentials::new(self.exchange_retrying(None))
     }
 }
 

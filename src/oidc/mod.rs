@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 pub use documents::{discovery, jwks, publish};
 pub use keys::{KeyAlgorithm, KeyRing, MAX_TOKEN_LIFETIME, PUBLISH_LEAD, SigningKey};
-pub use token::{Claims, DEFAULT_TOKEN_LIFETIME, IssuedToken};
+pub use token::{Claims, DEFAULT_TOKEN_LIFETIME, IssuedToken, SessionTagsClaim};
 
 use crate::config::OidcConfig;
 
@@ -75,7 +75,18 @@ impl Issuer {
         lifetime: std::time::Duration,
         now: SystemTime,
     ) -> Result<IssuedToken, OidcError> {
-        token::issue(self, subject, lifetime, now)
+        token::issue(self, subject, None, lifetime, now)
+    }
+
+    /// A token for `subject` that carries session tags (a sandbox's own session).
+    pub fn token_with_tags(
+        &self,
+        subject: &str,
+        tags: SessionTagsClaim,
+        lifetime: std::time::Duration,
+        now: SystemTime,
+    ) -> Result<IssuedToken, OidcError> {
+        token::issue(self, subject, Some(tags), lifetime, now)
     }
 }
 

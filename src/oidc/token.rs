@@ -2,6 +2,7 @@
 //! issuer, `aud` = `{tenant_slug}-oidc-service`, `sub` naming the integration (and sandbox),
 //! `iat`, `exp` at most 15 minutes later, and a unique `jti`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::{Header, encode};
@@ -22,6 +23,31 @@ pub struct Claims {
     pub nbf: u64,
     pub exp: u64,
     pub jti: String,
+    /// Session tags for `sts:AssumeRoleWithWebIdentity`, which takes no `Tags` parameter:
+    /// STS reads them from this claim (the role's trust policy must allow `sts:TagSession`).
+    #[serde(
+        rename = "https://aws.amazon.com/tags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_tags: Option<SessionTagsClaim>,
+}
+
+/// The shape STS reads session tags from: each tag's value in a one-element list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionTagsClaim {
+    pub principal_tags: BTreeMap<String, Vec<String>>,
+}
+
+impl SessionTagsClaim {
+    pub fn new<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            principal_tags: tags
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), vec![v.to_owned()]))
+                .collect(),
+        }
+    }
 }
 
 /// A signed token and when it expires.
@@ -35,6 +61,7 @@ pub struct IssuedToken {
 pub(super) fn issue(
     issuer: &Issuer,
     subject: &str,
+    session_tags: Option<SessionTagsClaim>,
     lifetime: Duration,
     now: SystemTime,
 ) -> Result<IssuedToken, OidcError> {
@@ -57,6 +84,7 @@ pub(super) fn issue(
         nbf: iat,
         exp: iat + lifetime.as_secs(),
         jti: jti(),
+        session_tags,
     };
     let mut header = Header::new(key.algorithm.jwt());
     header.kid = Some(key.kid.clone());

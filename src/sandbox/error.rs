@@ -54,6 +54,9 @@ pub enum SandboxError {
         volumes.join(", ")
     )]
     ImageDeclaresVolumes { image: String, volumes: Vec<String> },
+    /// The request asked to narrow a session that cannot be narrowed (400).
+    #[error("capabilities cannot be applied to integration {integration:?}: {reason}")]
+    CapabilitiesUnsupported { integration: String, reason: String },
     /// A bug or a crashed task (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,7 +68,8 @@ impl SandboxError {
         match self {
             Self::BadRequest(_)
             | Self::ImageNotAllowed { .. }
-            | Self::ImageDeclaresVolumes { .. } => 400,
+            | Self::ImageDeclaresVolumes { .. }
+            | Self::CapabilitiesUnsupported { .. } => 400,
             Self::AtCapacity { .. } => 429,
             Self::Internal(_) => 500,
             Self::UnknownIntegration { .. } | Self::NotFound(_) => 404,
@@ -93,6 +97,7 @@ impl SandboxError {
             Self::AtCapacity { .. } => "too_many_sandboxes",
             Self::ImageNotAllowed { .. } => "image_not_allowed",
             Self::ImageDeclaresVolumes { .. } => "image_declares_volumes",
+            Self::CapabilitiesUnsupported { .. } => "capabilities_unsupported",
             Self::Internal(_) => "internal",
         }
     }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::SandboxError;
+use crate::config::SessionMode;
+use crate::tools::Capability;
 
 /// Longest argv accepted.
 pub const MAX_ARGS: usize = 256;
@@ -28,6 +30,9 @@ pub struct SandboxRequest {
     pub timeout: Option<Duration>,
     /// Extra environment; `AWS_*` and `AUTOHEAL_*` are reserved.
     pub env: BTreeMap<String, String>,
+    /// Narrows the sandbox's session to these tools' actions (per-sandbox sessions only);
+    /// `None` = every tool's.
+    pub capabilities: Option<Vec<Capability>>,
 }
 
 impl SandboxRequest {
@@ -83,6 +88,14 @@ impl SandboxRequest {
                 ));
             }
         }
+        if let Some(capabilities) = &self.capabilities
+            && capabilities.is_empty()
+        {
+            return bad(
+                "capabilities: name at least one (such as [\"logs\"]), or leave it out for every tool"
+                    .into(),
+            );
+        }
         if let Some(image) = &self.image
             && image.trim().is_empty()
         {
@@ -124,6 +137,16 @@ pub struct SandboxInfo {
     pub deadline_note: Option<String>,
     /// When the injected credentials expire (always after `deadline`).
     pub credentials_expire_at: String,
+    /// `per_sandbox` (its own STS session) or `shared` (the integration's).
+    pub session: SessionMode,
+    /// The STS session name of its own session (what CloudTrail shows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    /// What its own session is narrowed to (the tools' capabilities).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
+    /// How the credentials reach the sandbox: `env`.
+    pub credentials: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +198,7 @@ mod tests {
             image: None,
             timeout: None,
             env: BTreeMap::new(),
+            capabilities: None,
         }
     }
 
@@ -206,6 +230,9 @@ mod tests {
         let mut r = request(&["true"]);
         r.image = Some(" ".into());
         assert!(message(&r).starts_with("image:"));
+        let mut r = request(&["true"]);
+        r.capabilities = Some(vec![]);
+        assert!(message(&r).starts_with("capabilities:"));
         assert!(
             request(&["true"])
                 .validate(Duration::from_secs(900))
@@ -225,6 +252,10 @@ mod tests {
             deadline: String::new(),
             deadline_note: None,
             credentials_expire_at: String::new(),
+            session: SessionMode::Shared,
+            session_name: None,
+            capabilities: None,
+            credentials: "env",
             exit_code: Some(0),
             stdout: Some("out".into()),
             stderr: Some("err".into()),

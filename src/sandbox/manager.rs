@@ -5,6 +5,9 @@
 //! - **admission**: at most `sandbox.max_running` sandboxes start or run at once (beyond it:
 //!   [`SandboxError::AtCapacity`], nothing started); only images of `sandbox.images`, and
 //!   none that declares a `VOLUME`;
+//! - **least privilege**: where the integration assumes a role, each sandbox gets its own
+//!   STS session — named after it, tagged with it, narrowed to the tools' actions (or the
+//!   `capabilities` it asked for), as long as it lives;
 //! - **lifetime**: a sandbox's deadline never falls after its credentials' expiry. The
 //!   moment `t0` is taken before credentials are asked for; they must stay valid for the
 //!   timeout plus [`START_MARGIN`] from `t0`, and the deadline is `t0 + timeout` — so the
@@ -27,8 +30,9 @@ use super::info::{SandboxInfo, SandboxRequest, SandboxState};
 use super::registry::{Record, Registry, Slot};
 use super::spec::{ContainerSpec, Limits, rfc3339};
 use crate::config::{Config, IntegrationConfig, SandboxConfig, Secret};
-use crate::credentials::{CredentialBroker, CredentialError};
+use crate::credentials::{CredentialBroker, CredentialError, SessionRequest};
 use crate::lifecycle::LiveConfig;
+use crate::tools::Capability;
 
 /// Time to set up the network, create and start a container: credentials must stay valid
 /// this much longer than the sandbox's timeout.
@@ -135,10 +139,16 @@ impl SandboxManager {
                 retry_after: RETRY_AFTER,
             })?;
 
+        let id = new_id();
         let t0 = (Instant::now(), SystemTime::now());
         let asked = request.timeout.unwrap_or(sandbox.max_lifetime);
-        let (credentials, timeout, deadline_note) =
-            credentials_for(&generation.broker, &integration, asked).await?;
+        let access = Access::plan(&integration, &id, request.capabilities.as_deref())?;
+        let (credentials, timeout, deadline_note) = match &access.session {
+            Some(session) => {
+                own_session(&generation.broker, &integration, session, asked, t0.1).await?
+            }
+            None => credentials_for(&generation.broker, &integration, asked).await?,
+        };
         let facts = self.backend.inspect_image(&image).await?;
         if !facts.volumes.is_empty() {
             return Err(SandboxError::ImageDeclaresVolumes {
@@ -150,7 +160,6 @@ impl SandboxManager {
             .prepare_network(&sandbox.network, &sandbox.blocked_addresses)
             .await?;
 
-        let id = new_id();
         let expires = credentials.expiry();
         let spec = ContainerSpec {
             sandbox_id: id.clone(),
@@ -184,6 +193,10 @@ impl SandboxManager {
             deadline: rfc3339(t0.1 + timeout),
             deadline_note,
             credentials_expire_at: expires.map(rfc3339).unwrap_or_else(|| "never".into()),
+            session: integration.session,
+            session_name: access.session.as_ref().map(|s| s.session_name()),
+            capabilities: access.capabilities,
+            credentials: "env",
             exit_code: None,
             stdout: None,
             stderr: None,
@@ -197,7 +210,13 @@ impl SandboxManager {
         let record = Arc::new(Record::new(info.clone(), started.container));
         self.registry.insert(id.clone(), record.clone());
         self.starting().remove(&id);
-        tracing::info!(sandbox = %id, integration = %integration.name, timeout_s = timeout.as_secs(), "sandbox started");
+        tracing::info!(
+            sandbox = %id,
+            integration = %integration.name,
+            session = info.session_name.as_deref().unwrap_or("shared"),
+            timeout_s = timeout.as_secs(),
+            "sandbox started"
+        );
         let history = sandbox.history;
         let manager = self.clone();
         let deadline = t0.0 + timeout;
@@ -517,6 +536,118 @@ fn integration<'a>(config: &'a Config, name: &str) -> Result<&'a IntegrationConf
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+/// What a sandbox may do: its own session (named, tagged, narrowed) or the integration's.
+struct Access {
+    session: Option<SessionRequest>,
+    /// The capabilities its own session is narrowed to (all of them when none were asked).
+    capabilities: Option<Vec<Capability>>,
+}
+
+impl Access {
+    /// The session `integration` gives sandbox `id`; `capabilities` asked of an integration
+    /// whose sandboxes share one session are refused with what to change.
+    fn plan(
+        integration: &IntegrationConfig,
+        id: &str,
+        capabilities: Option<&[Capability]>,
+    ) -> Result<Self, SandboxError> {
+        if !integration.per_sandbox_sessions() {
+            if capabilities.is_some() {
+                return Err(SandboxError::CapabilitiesUnsupported {
+                    integration: integration.name.clone(),
+                    reason: unscoped_reason(integration),
+                });
+            }
+            return Ok(Self {
+                session: None,
+                capabilities: None,
+            });
+        }
+        let mut narrowed: Vec<Capability> = match capabilities {
+            Some(asked) => asked.to_vec(),
+            None => crate::tools::catalogue()
+                .iter()
+                .map(|t| t.capability)
+                .collect(),
+        };
+        narrowed.sort();
+        narrowed.dedup();
+        Ok(Self {
+            session: Some(SessionRequest {
+                sandbox_id: id.to_owned(),
+                policy: crate::tools::policy::session_policy(&narrowed),
+                lifetime: Duration::ZERO,
+            }),
+            capabilities: Some(narrowed),
+        })
+    }
+}
+
+/// Why `integration`'s sandboxes cannot be narrowed, and how to change that.
+fn unscoped_reason(integration: &IntegrationConfig) -> String {
+    if integration.uses_instance_profile_directly() {
+        "its sandboxes receive the EC2 instance profile's own credentials (auth = \"instance_role\" \
+         without role_arn), which no session policy narrows. To scope sandboxes, create a \
+         read-only role (the same account is fine) that the instance role may assume, and set \
+         role_arn on the integration: each sandbox then gets its own narrowed session \
+         (docs/setup-instance-role.md, the two-role layout)"
+            .into()
+    } else if integration.auth == crate::config::AuthMethod::Environment {
+        "auth = \"environment\" hands sandboxes the host's ambient credentials, which no session \
+         policy narrows; use auth = \"instance_role\" with role_arn, or auth = \"oidc\""
+            .into()
+    } else {
+        "it has session = \"shared\": every sandbox receives the integration's one session. \
+         Remove that line (per_sandbox is the default where a role is assumed) to give each \
+         sandbox its own narrowed session"
+            .into()
+    }
+}
+
+/// A sandbox's own session, valid for its whole life: one STS call. When the role's sessions
+/// cannot last that long (role chaining caps them at an hour), the deadline is shortened and
+/// the answer says so: `(credentials, timeout, note)`.
+async fn own_session(
+    broker: &CredentialBroker,
+    integration: &IntegrationConfig,
+    session: &SessionRequest,
+    asked: Duration,
+    now: SystemTime,
+) -> Result<(aws_credential_types::Credentials, Duration, Option<String>), SandboxError> {
+    let request = SessionRequest {
+        lifetime: asked + START_MARGIN,
+        ..session.clone()
+    };
+    let credentials = broker.sandbox_session(&integration.name, &request).await?;
+    let remaining = credentials
+        .expiry()
+        .map(|at| at.duration_since(now).unwrap_or_default());
+    match remaining {
+        None => Ok((credentials, asked, None)),
+        Some(left) if left >= asked + START_MARGIN => Ok((credentials, asked, None)),
+        Some(left) if left > START_MARGIN + MIN_USEFUL_LIFETIME => {
+            let shortened = Duration::from_secs((left - START_MARGIN).as_secs());
+            let note = format!(
+                "the sandbox's own session lasts {}s (STS's cap for this role), so the deadline \
+                 was shortened from {} to {}: a sandbox never outlives its credentials",
+                left.as_secs(),
+                humantime::format_duration(asked),
+                humantime::format_duration(shortened)
+            );
+            Ok((credentials, shortened, Some(note)))
+        }
+        Some(left) => Err(SandboxError::Credentials(CredentialError::ExpiresTooSoon {
+            integration: integration.name.clone(),
+            remaining: left,
+            needed: asked + START_MARGIN,
+            last_failure: None,
+            advice: "STS granted a session too short for any sandbox; check the role's maximum \
+                     session duration"
+                .into(),
+        })),
+    }
 }
 
 /// Credentials valid for the whole sandbox, shortening its life when the source cannot

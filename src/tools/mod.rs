@@ -38,8 +38,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use context::AwsContext;
@@ -52,7 +52,9 @@ pub const READ_ONLY_ACTION_PREFIXES: [&str; 3] = ["Describe", "List", "Get"];
 pub const OTHER_READ_ACTIONS: [&str; 3] = ["FilterLogEvents", "StartQuery", "GetQueryResults"];
 
 /// The part of AWS a tool reads (the unit of `policy permissions --capability`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     Logs,

@@ -49,7 +49,33 @@ pub fn permissions(capabilities: &[Capability]) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// The session policy of one sandbox's STS session: the actions of the tools of
+/// `capabilities` (every tool when empty), in one statement, as compact JSON.
+///
+/// STS intersects it with the role's own policies, so a sandbox can never do more than the
+/// tools need, whatever else the role allows. `sts:GetCallerIdentity` is always in it: AWS
+/// lets every caller make that call anyway, and `whoami` relies on it. Compact because STS
+/// counts the policy's characters (at most [`MAX_SESSION_POLICY_CHARS`]).
+pub fn session_policy(capabilities: &[Capability]) -> String {
+    let mut wanted = capabilities.to_vec();
+    if !wanted.is_empty() && !wanted.contains(&Capability::Identity) {
+        wanted.push(Capability::Identity);
+    }
+    let document = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions(&wanted), "Resource": "*"}],
+    });
+    document.to_string()
+}
+
+/// The longest inline session policy STS accepts (plain text, before packing).
+pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+
 /// The trust policy of a role assumed through OIDC federation with the daemon's issuer.
+///
+/// It allows `sts:TagSession` too: each sandbox's own session carries the session tags
+/// `autoheal:sandbox` and `autoheal:integration` (in the token's tags claim), and STS
+/// refuses tagged sessions the trust policy does not allow.
 ///
 /// Besides the audience it pins the subject: the daemon's tokens say
 /// `integration:<name>[:sandbox:<id>]`, so a token the same issuer signs for anything else
@@ -69,7 +95,7 @@ pub fn trust_oidc(account: &str, issuer: &str, audience: &str, integration: Opti
         "Statement": [{
             "Effect": "Allow",
             "Principal": {"Federated": format!("arn:aws:iam::{account}:oidc-provider/{provider}")},
-            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Action": ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"],
             "Condition": {
                 "StringEquals": {format!("{provider}:aud"): audience},
                 "StringLike": {format!("{provider}:sub"): subjects},
@@ -78,12 +104,14 @@ pub fn trust_oidc(account: &str, issuer: &str, audience: &str, integration: Opti
     })
 }
 
-/// The trust policy of the target role in the other account, trusting the source role.
+/// The trust policy of the role the daemon assumes (in another account, or the same one in
+/// the two-role layout), trusting the source role. With `sts:TagSession`, so each sandbox's
+/// own session can carry its tags.
 pub fn trust_cross_account(source_role: &str, external_id: Option<&str>) -> Value {
     let mut statement = json!({
         "Effect": "Allow",
         "Principal": {"AWS": source_role},
-        "Action": "sts:AssumeRole",
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
     });
     if let Some(id) = external_id {
         statement["Condition"] = json!({"StringEquals": {"sts:ExternalId": id}});
@@ -91,10 +119,107 @@ pub fn trust_cross_account(source_role: &str, external_id: Option<&str>) -> Valu
     json!({"Version": "2012-10-17", "Statement": [statement]})
 }
 
-/// The policy the source role needs to assume the target role.
-pub fn assume_role(target_role: &str) -> Value {
+/// The instance role's own policy in the two-role layout: assuming `roles` and nothing
+/// else (the same-account read-only role, and any cross-account one).
+pub fn assume_role(roles: &[&str]) -> Value {
+    let resource = match roles {
+        [one] => json!(one),
+        many => json!(many),
+    };
     json!({
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": target_role}],
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": resource}],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::catalogue;
+
+    /// IAM's verdict for one action under an identity-style policy document: allowed when
+    /// an `Allow` statement names it (exactly or by a trailing `*`) and no `Deny` does.
+    fn allows(policy: &Value, action: &str) -> bool {
+        let names = |statement: &Value| -> Vec<String> {
+            match &statement["Action"] {
+                Value::String(one) => vec![one.clone()],
+                Value::Array(many) => many
+                    .iter()
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        let matches = |pattern: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => action.starts_with(prefix),
+            None => pattern.eq_ignore_ascii_case(action),
+        };
+        let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+        let effect = |e: &str| {
+            statements.iter().any(|s| {
+                s["Effect"] == e && s["Resource"] == "*" && names(s).iter().any(|p| matches(p))
+            })
+        };
+        effect("Allow") && !effect("Deny")
+    }
+
+    // moto gap (TESTING.md 4): moto does not evaluate session policies, so what a narrowed
+    // session may do is decided here, against the catalogue.
+    #[test]
+    fn a_session_policy_allows_its_capabilities_tools_and_nothing_else() {
+        let logs: Value = serde_json::from_str(&session_policy(&[Capability::Logs])).unwrap();
+        let tool = |name: &str| catalogue().into_iter().find(|t| t.name == name).unwrap();
+        for action in tool("logs_groups").iam_actions.iter().copied() {
+            assert!(allows(&logs, action), "{action}");
+        }
+        for action in tool("ec2_instances").iam_actions.iter().copied() {
+            assert!(!allows(&logs, action), "{action}");
+        }
+        assert!(
+            allows(&logs, "sts:GetCallerIdentity"),
+            "whoami always works"
+        );
+        for entry in catalogue() {
+            let own: Value = serde_json::from_str(&session_policy(&[entry.capability])).unwrap();
+            let everything: Value = serde_json::from_str(&session_policy(&[])).unwrap();
+            for action in entry.iam_actions.iter().copied() {
+                assert!(allows(&own, action), "{} needs {action}", entry.name);
+                assert!(allows(&everything, action), "{} needs {action}", entry.name);
+            }
+            // Tools share some actions (elasticache_metrics reads CloudWatch): what another
+            // capability needs beyond this one's own actions stays out.
+            let needed = actions(&[entry.capability, Capability::Identity]);
+            for other in catalogue() {
+                for action in other.iam_actions.iter().filter(|a| !needed.contains(*a)) {
+                    assert!(
+                        !allows(&own, action),
+                        "a {:?} session must not allow {action}",
+                        entry.capability
+                    );
+                }
+            }
+        }
+        // Nothing beyond the catalogue: no write verb, no wildcard.
+        for action in [
+            "logs:PutLogEvents",
+            "ec2:TerminateInstances",
+            "iam:PassRole",
+            "s3:GetObject",
+        ] {
+            assert!(!allows(
+                &serde_json::from_str(&session_policy(&[])).unwrap(),
+                action
+            ));
+        }
+    }
+
+    #[test]
+    fn the_whole_session_policy_fits_sts_limit() {
+        let all = session_policy(&[]);
+        assert!(all.len() <= MAX_SESSION_POLICY_CHARS, "{} chars", all.len());
+        assert!(
+            !all.contains('*') || all.matches('*').count() == 1,
+            "only Resource is *"
+        );
+    }
 }

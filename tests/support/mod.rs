@@ -220,6 +220,30 @@ impl TestBed {
             .collect()
     }
 
+    /// The STS role requests (AssumeRole, AssumeRoleWithWebIdentity) that reached the test
+    /// bed, each with all its parameters, oldest first.
+    pub async fn sts_requests(&self) -> Vec<Value> {
+        let doc: Value = self
+            .http
+            .get(format!("{}/_testbed/sts", self.endpoint))
+            .send()
+            .await
+            .expect("control route answers")
+            .json()
+            .await
+            .expect("JSON answer");
+        doc["requests"].as_array().expect("requests").clone()
+    }
+
+    /// Forgets the recorded STS role requests.
+    pub async fn clear_sts_requests(&self) {
+        self.http
+            .delete(format!("{}/_testbed/sts", self.endpoint))
+            .send()
+            .await
+            .expect("control route answers");
+    }
+
     /// Forgets the recorded calls.
     pub async fn clear_calls(&self) {
         self.http

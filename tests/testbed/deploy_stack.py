@@ -2,11 +2,13 @@
 what it created — so a test can check the role, its trust policy and its policies exist as
 intended.
 
-    deploy_stack.py --endpoint URL --template FILE --role NAME [--param KEY=VALUE ...]
+    deploy_stack.py --endpoint URL --template FILE --role NAME [--role NAME ...]
+                    [--param KEY=VALUE ...]
 
 Prints {"stack_status", "resources": [{"type", "status"}], "role": {"arn", "trust",
-"policies": {name: document}}, "instance_profiles": [...], "oidc_providers": [{"url",
-"client_ids"}]}.
+"policies": {name: document}}, "roles": {name: {...}}, "instance_profiles": [...],
+"oidc_providers": [{"url", "client_ids"}]} — `role` and `instance_profiles` are the first
+role's.
 """
 
 import argparse
@@ -34,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--template", required=True)
-    parser.add_argument("--role", required=True)
+    parser.add_argument("--role", required=True, action="append")
     parser.add_argument("--param", action="append", default=[])
     args = parser.parse_args()
     session = boto3.session.Session(aws_access_key_id="testbed", aws_secret_access_key="testbed",
@@ -56,21 +58,27 @@ def main() -> None:
         time.sleep(0.1)
     resources = [{"type": r.get("ResourceType"), "status": r.get("ResourceStatus")}
                  for r in cfn.describe_stack_resources(StackName=name)["StackResources"]]
-    role = iam.get_role(RoleName=args.role)["Role"]
-    trust = as_document(role["AssumeRolePolicyDocument"])
-    policies = {}
-    for policy_name in iam.list_role_policies(RoleName=args.role)["PolicyNames"]:
-        document = iam.get_role_policy(RoleName=args.role, PolicyName=policy_name)["PolicyDocument"]
-        policies[policy_name] = as_document(document)
+    roles = {}
+    for role_name in args.role:
+        role = iam.get_role(RoleName=role_name)["Role"]
+        policies = {}
+        for policy_name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=role_name,
+                                           PolicyName=policy_name)["PolicyDocument"]
+            policies[policy_name] = as_document(document)
+        roles[role_name] = {"arn": role["Arn"],
+                            "trust": as_document(role["AssumeRolePolicyDocument"]),
+                            "policies": policies}
     profiles = [p["InstanceProfileName"]
-                for p in iam.list_instance_profiles_for_role(RoleName=args.role)["InstanceProfiles"]]
+                for p in iam.list_instance_profiles_for_role(RoleName=args.role[0])
+                ["InstanceProfiles"]]
     providers = []
     for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
         detail = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider["Arn"])
         providers.append({"arn": provider["Arn"], "url": detail["Url"],
                           "client_ids": detail["ClientIDList"]})
     print(json.dumps({"stack_status": status, "resources": resources,
-                      "role": {"arn": role["Arn"], "trust": trust, "policies": policies},
+                      "role": roles[args.role[0]], "roles": roles,
                       "instance_profiles": profiles, "oidc_providers": providers}))
 
 

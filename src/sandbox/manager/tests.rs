@@ -49,6 +49,7 @@ fn ask(command: &[&str]) -> SandboxRequest {
         image: None,
         timeout: Some(Duration::from_secs(60)),
         env: BTreeMap::new(),
+        capabilities: None,
     }
 }
 
