@@ -378,7 +378,7 @@ auth = "sorcery"
 }
 
 #[tokio::test]
-async fn a_restart_after_kill_9_removes_the_sandboxes_left_behind() {
+async fn a_restart_after_kill_9_removes_the_sandboxes_left_behind_and_audits_them() {
     let _serial = SERIAL.lock().await;
     let bed = TestBed::start();
     let dir = std::env::temp_dir().join(format!("autoheal-kill9-{}", fastrand::u64(..)));
@@ -386,11 +386,22 @@ async fn a_restart_after_kill_9_removes_the_sandboxes_left_behind() {
     let mut daemon = Daemon::start(&bed, &dir);
     let token = Some(CANARY_TOKEN);
     serving(&daemon).await;
+    let (status, finished) = daemon
+        .call(
+            "POST",
+            "/v1/sandboxes?wait=true",
+            token,
+            Some(r#"{"integration": "us", "command": ["sh", "-c", "exit 7"]}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{finished}");
+    let mut sleepers = Vec::new();
     for _ in 0..2 {
         let (status, body) = daemon
             .call("POST", "/v1/sandboxes", token, Some(SLEEPER))
             .await;
         assert_eq!(status, 201, "{body}");
+        sleepers.push(body["id"].as_str().unwrap().to_owned());
     }
     daemon.signal("KILL");
     daemon.exited().await;
@@ -405,6 +416,50 @@ async fn a_restart_after_kill_9_removes_the_sandboxes_left_behind() {
     assert_eq!(managed_containers(), 0, "the restarted daemon removed them");
     let log = restarted.log();
     assert!(log.contains("removed sandboxes left behind"), "{log}");
+
+    // The audit log survived: each sandbox's start, and an end that says how it ended —
+    // the interrupted ones as stopped by the restart.
+    let lines: Vec<Value> = std::fs::read_to_string(dir.join("state/audit/sandboxes.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |id: &str, event: &str| {
+        lines
+            .iter()
+            .find(|l| l["id"] == id && l["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} line for {id}: {lines:?}"))
+            .clone()
+    };
+    let id = finished["id"].as_str().unwrap();
+    assert_eq!(of(id, "start")["command"], json!(["sh", "-c", "exit 7"]));
+    assert_eq!(of(id, "end")["state"], "exited");
+    assert_eq!(of(id, "end")["exit_code"], 7);
+    for sleeper in &sleepers {
+        assert_eq!(of(sleeper, "start")["integration"], "us");
+        let end = of(sleeper, "end");
+        assert_eq!(end["state"], "stopped", "{end}");
+        assert!(
+            end["error"].as_str().unwrap().contains("daemon stopped"),
+            "{end}"
+        );
+    }
+    let text = lines.iter().map(Value::to_string).collect::<String>();
+    assert!(
+        !text.contains("AWS_SECRET") && !text.contains("SessionToken"),
+        "{text}"
+    );
+    // And the API lists them again after the restart, without output.
+    let (_, listed) = restarted.call("GET", "/v1/sandboxes", token, None).await;
+    let listed = listed["sandboxes"].as_array().unwrap();
+    let shown = |id: &str| listed.iter().find(|s| s["id"] == id).cloned();
+    assert_eq!(shown(id).expect("the finished sandbox")["exit_code"], 7);
+    for sleeper in &sleepers {
+        assert_eq!(
+            shown(sleeper).expect("an interrupted sandbox")["state"],
+            "stopped"
+        );
+    }
     restarted.signal("TERM");
     assert!(restarted.exited().await.success());
     let _ = std::fs::remove_dir_all(&dir);

@@ -200,7 +200,7 @@ async fn the_daemon_serves_its_documents_and_gets_credentials_through_web_identi
     let config = config(
         &dir,
         &format!(
-            "endpoint_url = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{}/api-token\"\n\n[sandbox]\nimage = \"autoheal-sandbox-test:latest\"\nnetwork = \"host\"\n",
+            "endpoint_url = \"{0}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\napi_token_file = \"{1}/api-token\"\nstate_dir = \"{1}/state\"\n\n[sandbox]\nimage = \"autoheal-sandbox-test:latest\"\nnetwork = \"host\"\n",
             bed.endpoint,
             dir.display()
         ),

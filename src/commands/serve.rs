@@ -2,7 +2,8 @@
 //!
 //! Order matters: the configuration is validated before any socket is bound; the first
 //! credential attempt finishes before the API serves (failures are reported by `/readyz`,
-//! not fatal); sandboxes a previous run left behind are removed; SIGTERM/SIGINT stop
+//! not fatal); the audit log is opened (fatal when it cannot be) and what a previous run
+//! left unfinished in it is closed; sandboxes a previous run left behind are removed; SIGTERM/SIGINT stop
 //! accepting, let running sandboxes finish up to a grace period, then stop them.
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use crate::config;
 use crate::credentials::CredentialBroker;
 use crate::exit_code::Exit;
 use crate::lifecycle::{self, LiveConfig, notify};
-use crate::sandbox::{DEFAULT_OUTPUT_CAP, DockerBackend, SandboxBackend, SandboxManager};
+use crate::sandbox::{AuditLog, DEFAULT_OUTPUT_CAP, DockerBackend, SandboxBackend, SandboxManager};
 
 /// How long running sandboxes may go on after SIGTERM before they are stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -30,6 +31,14 @@ pub async fn run(cli: &Cli) -> Exit {
     };
     let token = match token::load_or_create(&config.server.api_token_file) {
         Ok(token) => token,
+        Err(err) => {
+            tracing::error!("{err}");
+            return Exit::Config;
+        }
+    };
+    // Before anything serves: a daemon that cannot audit its sandboxes starts none.
+    let audit = match AuditLog::open(&config.server.state_dir) {
+        Ok(audit) => Arc::new(audit),
         Err(err) => {
             tracing::error!("{err}");
             return Exit::Config;
@@ -64,7 +73,11 @@ pub async fn run(cli: &Cli) -> Exit {
     tracing::info!(listen = %config.server.listen, integrations = config.integrations.len(), "serving");
     let limits = ApiLimits::from(&config.server);
     let live = Arc::new(LiveConfig::new(config, broker));
-    let sandboxes = Arc::new(SandboxManager::new(backend, live.clone()));
+    let sandboxes = Arc::new(SandboxManager::new(backend, live.clone()).with_audit(audit));
+    if let Err(err) = sandboxes.restore_from_audit() {
+        tracing::error!("{err}");
+        return Exit::Config;
+    }
     match sandboxes.reap_orphans().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "removed sandboxes left behind by an earlier run"),

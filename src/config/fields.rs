@@ -201,7 +201,7 @@ impl fmt::Display for AuthMethod {
 }
 
 /// Whether each sandbox gets its own STS session or all share the integration's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionMode {
     /// One `sts:AssumeRole`/`AssumeRoleWithWebIdentity` per sandbox: named after it,

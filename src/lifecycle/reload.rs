@@ -46,6 +46,9 @@ pub async fn reload(live: &LiveConfig, mut config: Config) -> Result<ReloadSumma
     if config.server.listen != old.config.server.listen {
         summary.need_restart.push("server.listen");
     }
+    if config.server.state_dir != old.config.server.state_dir {
+        summary.need_restart.push("server.state_dir");
+    }
     if config.server.api_token_file != old.config.server.api_token_file {
         summary.need_restart.push("server.api_token_file");
     }

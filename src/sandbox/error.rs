@@ -57,6 +57,9 @@ pub enum SandboxError {
     /// The request asked to narrow a session that cannot be narrowed (400).
     #[error("capabilities cannot be applied to integration {integration:?}: {reason}")]
     CapabilitiesUnsupported { integration: String, reason: String },
+    /// The start could not be written to the audit log, so nothing was started (503).
+    #[error("{0}")]
+    Audit(#[from] super::audit::AuditError),
     /// A bug or a crashed task (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,6 +81,7 @@ impl SandboxError {
             | Self::ImageMissing(_)
             | Self::Docker { .. }
             | Self::MetadataBlock { .. }
+            | Self::Audit(_)
             | Self::ShuttingDown => 503,
         }
     }
@@ -98,6 +102,7 @@ impl SandboxError {
             Self::ImageNotAllowed { .. } => "image_not_allowed",
             Self::ImageDeclaresVolumes { .. } => "image_declares_volumes",
             Self::CapabilitiesUnsupported { .. } => "capabilities_unsupported",
+            Self::Audit(_) => "audit_unavailable",
             Self::Internal(_) => "internal",
         }
     }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::SandboxError;
+use super::audit::{self, AuditError, AuditLine, AuditLog};
 use super::backend::{OutputTask, SandboxBackend};
 use super::info::{SandboxInfo, SandboxRequest, SandboxState};
 use super::registry::{Record, Registry, Slot};
@@ -65,6 +66,8 @@ pub struct SandboxManager {
     draining: AtomicBool,
     /// Held shared by every start in flight; shutdown takes it exclusively to wait for them.
     starts_in_flight: tokio::sync::RwLock<()>,
+    /// Where starts and ends are recorded (the daemon always has one; tests may not).
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl SandboxManager {
@@ -78,7 +81,40 @@ impl SandboxManager {
             starting: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
             starts_in_flight: tokio::sync::RwLock::new(()),
+            audit: None,
         }
+    }
+
+    /// Records every sandbox's start and end in `audit`; a start that cannot be recorded is
+    /// refused.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Takes up what the audit log says a previous daemon ran: starts without an end get
+    /// their end (they were interrupted: their containers are reaped at start-up), and the
+    /// newest `sandbox.history` finished ones are listed again (without output).
+    pub fn restore_from_audit(&self) -> Result<(), AuditError> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let history = self.live.current().config.sandbox.history;
+        let (mut finished, unfinished) = audit::replay(audit.read_all());
+        for start in &unfinished {
+            let end = audit::interrupted(start);
+            audit.record(&end)?;
+            tracing::warn!(sandbox = %start.id, integration = %start.integration, "a sandbox was interrupted by the previous daemon's end; recorded as stopped");
+            finished.extend(audit::replay(vec![start.clone(), end]).0);
+        }
+        let skip = finished.len().saturating_sub(history);
+        for info in finished.into_iter().skip(skip) {
+            let id = info.id.clone();
+            let record = Arc::new(Record::new(info.clone(), String::new()));
+            self.registry.insert(id.clone(), record.clone());
+            self.registry.finish(&id, &record, info, history);
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> &Arc<dyn SandboxBackend> {
@@ -174,15 +210,6 @@ impl SandboxManager {
                 network: sandbox.network.clone(),
             },
         };
-        self.starting().insert(id.clone());
-        let started = self.backend.start(&spec).await;
-        let started = match started {
-            Ok(started) => started,
-            Err(err) => {
-                self.starting().remove(&id);
-                return Err(err);
-            }
-        };
         let info = SandboxInfo {
             id: id.clone(),
             integration: integration.name.clone(),
@@ -207,6 +234,23 @@ impl SandboxManager {
             timed_out: false,
             error: None,
         };
+        if let Some(audit) = &self.audit {
+            audit.record(&AuditLine::start(&info))?;
+        }
+        self.starting().insert(id.clone());
+        let started = self.backend.start(&spec).await;
+        let started = match started {
+            Ok(started) => started,
+            Err(err) => {
+                self.starting().remove(&id);
+                self.audit_end(&SandboxInfo {
+                    state: SandboxState::Failed,
+                    error: Some(err.to_string()),
+                    ..info
+                });
+                return Err(err);
+            }
+        };
         let record = Arc::new(Record::new(info.clone(), started.container));
         self.registry.insert(id.clone(), record.clone());
         self.starting().remove(&id);
@@ -227,6 +271,15 @@ impl SandboxManager {
                 .await
         });
         Ok((info, record))
+    }
+
+    /// Records a sandbox's end; a failure is logged (the sandbox has ended either way).
+    fn audit_end(&self, info: &SandboxInfo) {
+        if let Some(audit) = &self.audit
+            && let Err(err) = audit.record(&AuditLine::end(info))
+        {
+            tracing::error!(sandbox = %info.id, error = %err, "could not record a sandbox's end");
+        }
     }
 
     fn starting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -289,6 +342,7 @@ impl SandboxManager {
             tracing::warn!(sandbox = %id, error = %err, "could not remove a finished sandbox; it is reaped once the engine answers");
         }
         tracing::info!(sandbox = %id, state = ?info.state, exit_code = ?info.exit_code, "sandbox ended");
+        self.audit_end(&info);
         self.registry.finish(&id, &record, info, history);
         drop(slot);
     }

@@ -7,6 +7,7 @@
 //! - `docker.rs`: the Docker backend (bollard) — hardening, deadline, output cap;
 //! - `metadata_block.rs`: the firewall rule that keeps bridge sandboxes away from IMDS;
 //! - `registry.rs`: running sandboxes, the bounded history, admission slots;
+//! - `audit.rs`: one JSON line per sandbox start and end, kept across restarts;
 //! - `manager.rs`: admission, the lifetime rule, watch, stop, drain, reconcile;
 //! - `fake.rs`, `faulty.rs`: a backend without Docker and a failure-injecting wrapper, so
 //!   the manager's rules are tested without the engine or root;
@@ -15,6 +16,7 @@
 //! Docker is the only real backend; a cluster backend (Kubernetes Jobs, ECS tasks) would
 //! implement [`SandboxBackend`].
 
+mod audit;
 mod backend;
 mod docker;
 mod error;
@@ -26,6 +28,7 @@ mod metadata_block;
 mod registry;
 mod spec;
 
+pub use audit::{AUDIT_FILE, AuditError, AuditLog, INTERRUPTED};
 pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
 pub use docker::{DockerBackend, SANDBOX_USER};
 pub use error::SandboxError;

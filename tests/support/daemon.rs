@@ -188,7 +188,8 @@ pub fn write_config_with(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
-api_token_file = "{}/api-token"
+api_token_file = "{0}/api-token"
+state_dir = "{0}/state"
 {server}
 
 [sandbox]
