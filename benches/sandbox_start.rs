@@ -83,6 +83,7 @@ async fn main() {
 [server]
 listen = "127.0.0.1:{port}"
 api_token_file = "{dir}/api-token"
+state_dir = "{dir}/state"
 
 [sandbox]
 image = "{IMAGE}"

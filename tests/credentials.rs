@@ -475,10 +475,21 @@ async fn check_passes_and_shows_the_cross_account_identity() {
         12,
         "6 capabilities, twice: {text}"
     );
-    // One screen when all is well: a header, credentials, identity, one line per capability
-    // and a blank line — nothing more for the integration whose account has resources.
+    // One screen when all is well: a header, credentials, the bare instance role's warning,
+    // identity, one line per capability and a blank line.
     let local = text.split("cross (").next().unwrap();
-    assert_eq!(local.lines().count(), 10, "{text}");
+    assert_eq!(local.lines().count(), 11, "{text}");
+    assert!(
+        local.contains("warning      integration \"local\": sandboxes receive the EC2 instance profile's own credentials"),
+        "{text}"
+    );
+    // The assumed role makes one sandbox session as a sandbox would.
+    let cross = text.split("cross (").nth(1).unwrap();
+    assert!(
+        cross.contains("sandbox session ok        autoheal-sandbox-check-"),
+        "{text}"
+    );
+    assert!(!cross.contains("warning"), "{text}");
 }
 
 #[tokio::test]

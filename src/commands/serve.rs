@@ -74,14 +74,22 @@ pub async fn run(cli: &Cli) -> Exit {
     let limits = ApiLimits::from(&config.server);
     let live = Arc::new(LiveConfig::new(config, broker));
     let sandboxes = Arc::new(SandboxManager::new(backend, live.clone()).with_audit(audit));
-    if let Err(err) = sandboxes.restore_from_audit() {
+    let reaped = match sandboxes.reap_orphans().await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::warn!(count = n, "removed sandboxes left behind by an earlier run");
+            }
+            true
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "Docker is not reachable yet; /readyz reports it");
+            false
+        }
+    };
+    // After the reap, so an interrupted sandbox is recorded as removed only when it is.
+    if let Err(err) = sandboxes.restore_from_audit(reaped) {
         tracing::error!("{err}");
         return Exit::Config;
-    }
-    match sandboxes.reap_orphans().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(count = n, "removed sandboxes left behind by an earlier run"),
-        Err(err) => tracing::warn!(error = %err, "Docker is not reachable yet; /readyz reports it"),
     }
     let health_checks = tokio::spawn(sandboxes.clone().run_health_checks());
     let state = Arc::new(AppState {

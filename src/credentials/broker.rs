@@ -25,6 +25,11 @@ use super::web_identity::WebIdentity;
 use crate::config::{AuthMethod, Config, IntegrationConfig, SessionMode};
 use crate::oidc::{Issuer, IssuerCell, SharedIssuer};
 
+/// Validity the cached instance role keeps on hand for signing STS calls: five minutes is
+/// far more than a call takes, and well inside IMDS's rotation (it serves new credentials
+/// long before the old expire).
+pub const SOURCE_KEEP_VALID_FOR: Duration = Duration::from_secs(5 * 60);
+
 #[derive(Debug)]
 pub struct CredentialBroker {
     caches: BTreeMap<String, Arc<CredentialCache>>,
@@ -60,7 +65,7 @@ impl CredentialBroker {
         policy: RefreshPolicy,
     ) -> Self {
         let instance_source = needs_instance_source(integrations)
-            .then(|| instance_source(instance_role, clock.clone(), policy.clone()));
+            .then(|| instance_source(instance_role, clock.clone()));
         let mut caches = Vec::new();
         let mut minters = BTreeMap::new();
         for integration in integrations {
@@ -134,10 +139,14 @@ impl CredentialBroker {
             }
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let instance_source = match &self.instance_source {
-            Some(kept) if *kept.policy() == policy => Some(kept.clone()),
-            _ => needs_instance_source(&config.integrations)
-                .then(|| instance_source(&instance_role, clock.clone(), policy.clone())),
+        let instance_source = if needs_instance_source(&config.integrations) {
+            Some(
+                self.instance_source
+                    .clone()
+                    .unwrap_or_else(|| instance_source(&instance_role, clock.clone())),
+            )
+        } else {
+            None
         };
         let mut caches = BTreeMap::new();
         let mut minters = BTreeMap::new();
@@ -213,17 +222,53 @@ impl CredentialBroker {
         request: &SessionRequest,
     ) -> Result<Credentials, CredentialError> {
         let cache = self.cache(integration)?;
-        let minter = self.minters.get(integration).ok_or_else(|| {
-            CredentialError::Unavailable {
+        let config = cache.integration();
+        let Some(minter) = self.minters.get(integration) else {
+            let kind = if config.auth == AuthMethod::Oidc {
+                FailureKind::OidcIssuerUnusable
+            } else {
+                FailureKind::Other
+            };
+            return Err(CredentialError::Unavailable {
                 integration: integration.to_owned(),
                 failure: Box::new(SourceFailure {
-                    kind: FailureKind::Other,
-                    message: "this integration cannot make per-sandbox sessions".into(),
-                    hint: "per-sandbox sessions need a role to assume (role_arn); set session = \"shared\" otherwise".into(),
+                    kind,
+                    message: "this integration cannot make per-sandbox sessions now".into(),
+                    hint: if kind == FailureKind::Other {
+                        "per-sandbox sessions need a role to assume (role_arn); set session = \"shared\" otherwise".into()
+                    } else {
+                        super::hint(kind, config)
+                    },
                 }),
+            });
+        };
+        match minter.mint(config, request).await {
+            Err(CredentialError::Unavailable { failure, .. })
+                if matches!(
+                    failure.kind,
+                    FailureKind::AssumeRoleDenied | FailureKind::OidcDenied
+                ) && cache.state().health(std::time::SystemTime::now())
+                    == crate::credentials::Health::Healthy =>
+            {
+                // The integration's own (untagged, unnarrowed) session of the same role works:
+                // what differs is the session tags. STS says only "not authorized to perform
+                // sts:AssumeRoleWithWebIdentity" for web identity, so say what it means.
+                let kind = FailureKind::TagSessionDenied;
+                Err(CredentialError::Unavailable {
+                    integration: integration.to_owned(),
+                    failure: Box::new(SourceFailure {
+                        kind,
+                        message: format!(
+                            "{} (the integration's own session of the same role works, so the \
+                             sandbox session's tags are what is refused)",
+                            failure.message
+                        ),
+                        hint: super::hint(kind, config),
+                    }),
+                })
             }
-        })?;
-        minter.mint(cache.integration(), request).await
+            other => other,
+        }
     }
 
     /// Every integration's credential state, in name order.
@@ -271,12 +316,15 @@ fn needs_instance_source(integrations: &[IntegrationConfig]) -> bool {
 }
 
 /// The instance role behind one cache. It is nobody's integration: the name says what it is
-/// in logs, and the hints are those of a bare `instance_role`.
-fn instance_source(
-    instance_role: &InstanceRole,
-    clock: Arc<dyn Clock>,
-    policy: RefreshPolicy,
-) -> Arc<CredentialCache> {
+/// in logs, and the hints are those of a bare `instance_role`. It only signs STS calls, so
+/// it keeps [`SOURCE_KEEP_VALID_FOR`] on hand, whatever the sandboxes' lifetime (instance
+/// credentials last hours; asking for more than they give would poll IMDS in vain).
+fn instance_source(instance_role: &InstanceRole, clock: Arc<dyn Clock>) -> Arc<CredentialCache> {
+    let policy = RefreshPolicy::for_sandboxes(Duration::ZERO);
+    let policy = RefreshPolicy {
+        keep_valid_for: SOURCE_KEEP_VALID_FOR,
+        ..policy
+    };
     let identity = IntegrationConfig {
         name: "(instance role)".into(),
         account_id: None,

@@ -147,6 +147,13 @@ fn in_container() -> bool {
 /// whether IMDS was unreachable or answered with an error status; an STS service error
 /// carries its code. Text is only a fallback for errors the SDK keeps private.
 pub fn classify(err: &CredentialsError, integration: &IntegrationConfig) -> SourceFailure {
+    // Our own cache in the chain (the instance role behind an assumed role) classified the
+    // failure already, with the IMDS error it saw: keep its kind and hint.
+    if let Some(CredentialError::Unavailable { failure, .. }) =
+        find_in_chain::<CredentialError>(err)
+    {
+        return (**failure).clone();
+    }
     let rendered = DisplayErrorContext(err).to_string();
     let (kind, message) = match find_in_chain::<ImdsError>(err) {
         Some(ImdsError::ErrorResponse(answer)) => {

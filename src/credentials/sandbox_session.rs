@@ -64,6 +64,9 @@ pub fn session_length(lifetime: Duration, cap: Duration) -> Duration {
     whole.max(MIN_SESSION).min(cap)
 }
 
+/// STS's limit on a session tag's value.
+const MAX_TAG_VALUE_CHARS: usize = 256;
+
 /// A tag value STS accepts (`[\p{L}\p{Z}\p{N}_.:/=+\-@]`, at most 256): sandbox ids and
 /// integration names already are; anything else becomes `-`.
 fn tag_value(value: &str) -> String {
@@ -76,7 +79,7 @@ fn tag_value(value: &str) -> String {
                 '-'
             }
         })
-        .take(256)
+        .take(MAX_TAG_VALUE_CHARS)
         .collect()
 }
 
@@ -141,7 +144,8 @@ impl SessionMinter {
                 .map(|(key, value)| Tag::builder().key(key).value(tag_value(value)).build())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| failed(CredentialsError::unhandled(e)))?;
-                let length = session_length(request.lifetime, ROLE_CHAINING_MAX_SESSION);
+                let cap = integration.session_duration.min(ROLE_CHAINING_MAX_SESSION);
+                let length = session_length(request.lifetime, cap);
                 let answer = sts
                     .assume_role()
                     .role_arn(role_arn)

@@ -17,7 +17,7 @@ use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIden
 
 use super::sandbox_session::{SessionRequest, TAG_INTEGRATION, TAG_SANDBOX, session_length};
 use super::source::session_name;
-use crate::config::{IntegrationConfig, WEB_IDENTITY_MAX_SESSION};
+use crate::config::IntegrationConfig;
 use crate::oidc::{DEFAULT_TOKEN_LIFETIME, SessionTagsClaim, SharedIssuer, subject};
 
 #[derive(Debug, Clone)]
@@ -83,9 +83,7 @@ impl WebIdentity {
             Some((_, request)) => call
                 .role_session_name(request.session_name())
                 .policy(&request.policy)
-                .duration_seconds(
-                    session_length(request.lifetime, WEB_IDENTITY_MAX_SESSION).as_secs() as i32,
-                ),
+                .duration_seconds(session_length(request.lifetime, self.duration).as_secs() as i32),
         };
         let answer = call.send().await?;
         let creds = answer

@@ -8,12 +8,14 @@
 //! next daemon finds starts without an end, writes their end (`stopped`, the daemon
 //! restarted), and shows the finished ones again in `GET /v1/sandboxes`.
 //!
-//! Nothing secret is written: no environment, no credential, no output.
+//! Nothing secret is written: no environment, no credential, no output; the command and
+//! error are masked like the tools' answers (an agent may pass a secret it read as an
+//! argument).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -23,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::info::{SandboxInfo, SandboxState};
 use super::spec::rfc3339;
 use crate::config::SessionMode;
-use crate::tools::Capability;
+use crate::tools::{Capability, mask_text};
 
 /// The file under the state directory.
 pub const AUDIT_FILE: &str = "audit/sandboxes.jsonl";
@@ -33,6 +35,8 @@ pub const MAX_AUDIT_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub const ROTATED_FILES: u32 = 3;
 /// What an interrupted sandbox's end line says.
 pub const INTERRUPTED: &str = "the daemon stopped while this sandbox ran (crash or kill); its container was removed when the daemon started again";
+/// The same, when the engine could not be asked to remove it at start-up.
+pub const INTERRUPTED_NOT_REMOVED: &str = "the daemon stopped while this sandbox ran (crash or kill); Docker did not answer when the daemon started again, so its container is removed once the engine answers";
 
 /// `start` or `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +76,15 @@ pub struct AuditLine {
 }
 
 impl AuditLine {
+    /// The line with secrets in its command and error masked.
+    fn masked(&self) -> Self {
+        Self {
+            command: self.command.iter().map(|a| mask_text(a).0).collect(),
+            error: self.error.as_deref().map(|e| mask_text(e).0),
+            ..self.clone()
+        }
+    }
+
     /// The start line of `info` (a sandbox about to start).
     pub fn start(info: &SandboxInfo) -> Self {
         Self {
@@ -161,23 +174,35 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let mut text = serde_json::to_string(line).expect("audit lines serialize");
+        let mut text = serde_json::to_string(&line.masked()).expect("audit lines serialize");
         text.push('\n');
         let mut file = self.file.lock().expect("audit log lock");
-        let size = file.metadata().map_err(fail)?.len();
+        let mut size = file.metadata().map_err(fail)?.len();
         if size > 0 && size + text.len() as u64 > self.max_file_bytes {
             *file = self.rotate().map_err(fail)?;
+            size = 0;
         }
-        file.write_all(text.as_bytes()).map_err(fail)
+        if let Err(err) = file.write_all(text.as_bytes()) {
+            // A half-written line (disk full) must not swallow the next one.
+            let _ = file.set_len(size);
+            return Err(fail(err));
+        }
+        Ok(())
     }
 
     /// `sandboxes.jsonl.{n}` → `.{n+1}` (the oldest is dropped), the current file → `.1`,
     /// and a new current file.
     fn rotate(&self) -> std::io::Result<File> {
         let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        let _ = std::fs::remove_file(numbered(ROTATED_FILES));
+        match std::fs::remove_file(numbered(ROTATED_FILES)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
         for n in (1..ROTATED_FILES).rev() {
-            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            match std::fs::rename(numbered(n), numbered(n + 1)) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
         }
         std::fs::rename(&self.path, numbered(1))?;
         open_append(&self.path)
@@ -191,22 +216,30 @@ impl AuditLog {
             .map(|n| PathBuf::from(format!("{}.{n}", self.path.display())))
             .collect();
         files.push(self.path.clone());
+        // Split on bytes: a line torn inside a multi-byte character is skipped alone.
         files
             .iter()
             .filter_map(|p| File::open(p).ok())
-            .flat_map(|f| BufReader::new(f).lines().map_while(Result::ok))
-            .filter_map(|line| serde_json::from_str(&line).ok())
+            .flat_map(|f| BufReader::new(f).split(b'\n').map_while(Result::ok))
+            .filter_map(|line| serde_json::from_slice(&line).ok())
             .collect()
     }
 }
 
+/// Opens for appending; an existing file (or its directory) readable by others is made
+/// private again, since `mode` applies only to a file it creates.
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .mode(0o600)
-        .open(path)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    if let Some(dir) = path.parent() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(file)
 }
 
 /// A daemon killed mid-write leaves a last line without its newline: end it, so the next
@@ -225,12 +258,13 @@ fn end_a_torn_line(file: &mut File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What the log says about sandboxes a previous daemon ran: the finished ones (as the API
-/// shows them, without output), and the starts that never got an end line.
-pub fn replay(lines: Vec<AuditLine>) -> (Vec<SandboxInfo>, Vec<AuditLine>) {
+/// What the log says about sandboxes a previous daemon ran: the newest `keep` finished
+/// ones (as the API shows them, without output; oldest first), and the starts that never
+/// got an end line.
+pub fn replay(lines: Vec<AuditLine>, keep: usize) -> (VecDeque<SandboxInfo>, Vec<AuditLine>) {
     let mut starts: HashMap<String, AuditLine> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
-    let mut finished = Vec::new();
+    let mut finished = VecDeque::new();
     for line in lines {
         match line.event {
             AuditEvent::Start => {
@@ -239,7 +273,10 @@ pub fn replay(lines: Vec<AuditLine>) -> (Vec<SandboxInfo>, Vec<AuditLine>) {
             }
             AuditEvent::End => {
                 let start = starts.remove(&line.id);
-                finished.push(info_of(start.as_ref(), &line));
+                finished.push_back(info_of(start.as_ref(), &line));
+                if finished.len() > keep {
+                    finished.pop_front();
+                }
             }
         }
     }
@@ -279,8 +316,9 @@ fn info_of(start: Option<&AuditLine>, end: &AuditLine) -> SandboxInfo {
     }
 }
 
-/// The end line of a sandbox a previous daemon left running.
-pub fn interrupted(start: &AuditLine) -> AuditLine {
+/// The end line of a sandbox a previous daemon left running; `removed` says whether its
+/// container is known to be gone.
+pub fn interrupted(start: &AuditLine, removed: bool) -> AuditLine {
     AuditLine {
         event: AuditEvent::End,
         time: rfc3339(SystemTime::now()),
@@ -288,7 +326,11 @@ pub fn interrupted(start: &AuditLine) -> AuditLine {
         state: Some(SandboxState::Stopped),
         exit_code: None,
         duration_ms: None,
-        error: Some(INTERRUPTED.into()),
+        error: Some(if removed {
+            INTERRUPTED.into()
+        } else {
+            INTERRUPTED_NOT_REMOVED.into()
+        }),
         ..start.clone()
     }
 }
@@ -346,7 +388,7 @@ mod tests {
 
         let log = AuditLog::open(&dir).unwrap();
         log.record(&start("d")).unwrap();
-        let (finished, unfinished) = replay(log.read_all());
+        let (finished, unfinished) = replay(log.read_all(), 10);
         assert_eq!(finished.len(), 1);
         assert_eq!(finished[0].exit_code, Some(3));
         assert_eq!(finished[0].created_at, "2026-11-29T10:00:00.000Z");
@@ -366,6 +408,7 @@ mod tests {
     fn a_full_file_is_rotated_and_the_oldest_dropped() {
         let dir = temp();
         let mut log = AuditLog::open(&dir).unwrap();
+        assert_eq!(replay(Vec::new(), 10).0.len(), 0);
         log.max_file_bytes = 64 * 1024;
         let line = start("x");
         let per_line = serde_json::to_string(&line).unwrap().len() as u64 + 1;
@@ -382,6 +425,31 @@ mod tests {
             assert!(PathBuf::from(format!("{}.{n}", log.path().display())).exists());
         }
         assert!(!PathBuf::from(format!("{}.{}", log.path().display(), ROTATED_FILES + 1)).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn replay_keeps_the_newest_finished_and_commands_are_masked() {
+        let mut lines = Vec::new();
+        for id in ["a", "b", "c"] {
+            lines.push(start(id));
+            let mut end = start(id);
+            end.event = AuditEvent::End;
+            end.state = Some(SandboxState::Exited);
+            lines.push(end);
+        }
+        let (finished, _) = replay(lines, 2);
+        let ids: Vec<&str> = finished.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"], "the newest two, oldest first");
+
+        let dir = temp();
+        let log = AuditLog::open(&dir).unwrap();
+        let mut line = start("m");
+        line.command = vec!["echo".into(), "AKIAIOSFODNN7EXAMPLE".into()];
+        log.record(&line).unwrap();
+        let text = std::fs::read_to_string(dir.join(AUDIT_FILE)).unwrap();
+        assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "{text}");
+        assert!(text.contains("[masked:"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

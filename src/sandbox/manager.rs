@@ -93,19 +93,20 @@ impl SandboxManager {
     }
 
     /// Takes up what the audit log says a previous daemon ran: starts without an end get
-    /// their end (they were interrupted: their containers are reaped at start-up), and the
-    /// newest `sandbox.history` finished ones are listed again (without output).
-    pub fn restore_from_audit(&self) -> Result<(), AuditError> {
+    /// their end (they were interrupted; `containers_removed` says whether the start-up
+    /// reap removed their containers), and the newest `sandbox.history` finished ones are
+    /// listed again (without output). Called after [`Self::reap_orphans`].
+    pub fn restore_from_audit(&self, containers_removed: bool) -> Result<(), AuditError> {
         let Some(audit) = &self.audit else {
             return Ok(());
         };
         let history = self.live.current().config.sandbox.history;
-        let (mut finished, unfinished) = audit::replay(audit.read_all());
+        let (mut finished, unfinished) = audit::replay(audit.read_all(), history);
         for start in &unfinished {
-            let end = audit::interrupted(start);
+            let end = audit::interrupted(start, containers_removed);
             audit.record(&end)?;
             tracing::warn!(sandbox = %start.id, integration = %start.integration, "a sandbox was interrupted by the previous daemon's end; recorded as stopped");
-            finished.extend(audit::replay(vec![start.clone(), end]).0);
+            finished.extend(audit::replay(vec![start.clone(), end], 1).0);
         }
         let skip = finished.len().saturating_sub(history);
         for info in finished.into_iter().skip(skip) {
@@ -176,15 +177,7 @@ impl SandboxManager {
             })?;
 
         let id = new_id();
-        let t0 = (Instant::now(), SystemTime::now());
-        let asked = request.timeout.unwrap_or(sandbox.max_lifetime);
         let access = Access::plan(&integration, &id, request.capabilities.as_deref())?;
-        let (credentials, timeout, deadline_note) = match &access.session {
-            Some(session) => {
-                own_session(&generation.broker, &integration, session, asked, t0.1).await?
-            }
-            None => credentials_for(&generation.broker, &integration, asked).await?,
-        };
         let facts = self.backend.inspect_image(&image).await?;
         if !facts.volumes.is_empty() {
             return Err(SandboxError::ImageDeclaresVolumes {
@@ -195,6 +188,16 @@ impl SandboxManager {
         self.backend
             .prepare_network(&sandbox.network, &sandbox.blocked_addresses)
             .await?;
+        // Credentials last, once nothing else can refuse the start: a sandbox's own session
+        // is never made for a sandbox that does not run.
+        let t0 = (Instant::now(), SystemTime::now());
+        let asked = request.timeout.unwrap_or(sandbox.max_lifetime);
+        let (credentials, timeout, deadline_note) = match &access.session {
+            Some(session) => {
+                own_session(&generation.broker, &integration, session, asked, t0.1).await?
+            }
+            None => credentials_for(&generation.broker, &integration, asked).await?,
+        };
 
         let expires = credentials.expiry();
         let spec = ContainerSpec {
