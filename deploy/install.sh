@@ -6,6 +6,8 @@
 #
 #   deploy/install.sh --account-id 123456789012 [--region us-east-1] [--name production-aws]
 #       [--auth instance_role|oidc] [--role-arn ARN] [--external-id ID]
+#           (recommended with instance_role: --role-arn of a same-account read-only role, the
+#            two-role layout; each sandbox then gets its own narrowed STS session)
 #       [--issuer URL --tenant-slug SLUG]            # with --auth oidc
 #       [--method systemd|compose] [--binary PATH] [--root DIR] [--no-start] [--force-config]
 #
@@ -141,5 +143,10 @@ fi
 
 if $start && command -v docker >/dev/null && ! docker image inspect autoheal-sandbox:latest >/dev/null 2>&1; then
   "$REPO/scripts/build-sandbox-image" --release
+fi
+if [[ $auth == instance_role && -z $role_arn ]]; then
+  say "note: without --role-arn, sandboxes receive the instance profile's own credentials (one shared session, not narrowed, naming no sandbox)."
+  say "      Recommended: the two-role layout (docs/setup-instance-role.md; deploy/cloudformation/instance-role.yaml creates it),"
+  say "      then run again with --role-arn arn:aws:iam::$account_id:role/AutohealReadOnlyRole --force-config"
 fi
 say "done"

@@ -173,6 +173,9 @@ pub struct SandboxRunArgs {
     /// Longest the sandbox may run, such as 90s or 5m [default: sandbox.max_lifetime].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Narrow the sandbox's own STS session to these tools (repeatable) [default: every tool].
+    #[arg(long, value_enum, value_name = "CAPABILITY")]
+    pub capability: Vec<crate::tools::Capability>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -33,6 +33,9 @@ pub async fn run(cli: &Cli, args: &SandboxRunArgs) -> Exit {
     if let Some(timeout) = args.timeout {
         body["timeout"] = json!(timeout.as_secs().max(1));
     }
+    if !args.capability.is_empty() {
+        body["capabilities"] = json!(args.capability);
+    }
     let address = client_address(config.server.listen);
     let request = hyper::Request::post(format!("http://{address}/v1/sandboxes?wait=true"))
         .header("authorization", format!("Bearer {}", token.expose()))
