@@ -18,6 +18,7 @@
 
 mod audit;
 mod backend;
+pub mod credentials_endpoint;
 mod docker;
 mod error;
 mod fake;
