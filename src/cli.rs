@@ -176,6 +176,10 @@ pub struct SandboxRunArgs {
     /// Narrow the sandbox's own STS session to these tools (repeatable) [default: every tool].
     #[arg(long, value_enum, value_name = "CAPABILITY")]
     pub capability: Vec<crate::tools::Capability>,
+    /// How the sandbox receives its credentials: env (keys in its environment) or endpoint
+    /// (served by the daemon, renewed, nothing in `docker inspect`) [default: sandbox.credentials].
+    #[arg(long, value_name = "HOW", value_parser = crate::config::CredentialsDelivery::parse)]
+    pub credentials: Option<crate::config::CredentialsDelivery>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connections;
 pub mod credentials;
 pub mod exit_code;
 pub mod lifecycle;

@@ -202,6 +202,7 @@ fn fetch_fake_imds() -> SandboxRequest {
         timeout: Some(Duration::from_secs(60)),
         env: BTreeMap::new(),
         capabilities: None,
+        credentials: None,
     }
 }
 

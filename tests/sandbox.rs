@@ -62,6 +62,7 @@ fn request(integration: &str, command: &[&str]) -> SandboxRequest {
         timeout: Some(Duration::from_secs(60)),
         env: BTreeMap::new(),
         capabilities: None,
+        credentials: None,
     }
 }
 

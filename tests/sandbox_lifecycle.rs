@@ -28,6 +28,7 @@ fn sleeper(id: &str) -> ContainerSpec {
         image: "autoheal-sandbox-test:latest".into(),
         command: vec!["sleep".into(), "300".into()],
         env: BTreeMap::from([("CANARY".into(), Secret::new("not-a-label"))]),
+        files: Vec::new(),
         limits: Limits {
             memory: ByteSize::mib(64),
             cpus: 0.2,
@@ -92,6 +93,7 @@ endpoint_url = "{endpoint}"
         timeout: Some(Duration::from_secs(120)),
         env: BTreeMap::new(),
         capabilities: None,
+        credentials: None,
     };
     let quick = manager
         .create(ask(&["sh", "-c", "sleep 1; echo done"]))

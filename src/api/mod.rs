@@ -4,12 +4,11 @@
 //! Everything under `/v1` needs `Authorization: Bearer <token>` (compared in constant time);
 //! bodies are limited in size; every error is a JSON body with a fitting status.
 //!
-//! Abuse is bounded: connections are capped (`connections.rs`), a request's head must
+//! Abuse is bounded: connections are capped (`crate::connections`), a request's head must
 //! arrive within `server.header_read_timeout` of its first byte and its body within
 //! `server.body_read_timeout`, an idle keep-alive ends after `server.idle_timeout`, heads
 //! are limited to [`MAX_HEAD_BYTES`], and failed accepts back off instead of spinning.
 
-mod connections;
 mod health;
 mod integrations;
 mod oidc;
@@ -35,7 +34,7 @@ use tokio::net::TcpListener;
 use crate::config::{Secret, ServerConfig};
 use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
-use connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
+use crate::connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
 pub use response::{ApiError, Body};
 pub use sandboxes::parse_create_body;
 

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::response::{ApiError, Body, json};
+use crate::config::CredentialsDelivery;
 use crate::sandbox::SandboxRequest;
 use crate::tools::Capability;
 
@@ -25,6 +26,8 @@ struct CreateBody {
     env: BTreeMap<String, String>,
     /// Narrows the sandbox's own session, e.g. `["logs", "metrics"]`.
     capabilities: Option<Vec<Capability>>,
+    /// `"env"` or `"endpoint"`; the default is `sandbox.credentials`.
+    credentials: Option<CredentialsDelivery>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,7 @@ pub fn parse_create_body(body: &[u8]) -> Result<SandboxRequest, ApiError> {
         timeout,
         env: body.env,
         capabilities: body.capabilities,
+        credentials: body.credentials,
     })
 }
 

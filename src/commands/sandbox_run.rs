@@ -36,6 +36,9 @@ pub async fn run(cli: &Cli, args: &SandboxRunArgs) -> Exit {
     if !args.capability.is_empty() {
         body["capabilities"] = json!(args.capability);
     }
+    if let Some(credentials) = args.credentials {
+        body["credentials"] = json!(credentials.as_str());
+    }
     let address = client_address(config.server.listen);
     let request = hyper::Request::post(format!("http://{address}/v1/sandboxes?wait=true"))
         .header("authorization", format!("Bearer {}", token.expose()))

@@ -72,6 +72,8 @@ pub async fn run(cli: &Cli) -> Exit {
     }
     tracing::info!(listen = %config.server.listen, integrations = config.integrations.len(), "serving");
     let limits = ApiLimits::from(&config.server);
+    // Tokens of an earlier run died with it; their files go too.
+    crate::sandbox::clear_stale_tokens(&config.server.state_dir);
     let live = Arc::new(LiveConfig::new(config, broker));
     let sandboxes = Arc::new(SandboxManager::new(backend, live.clone()).with_audit(audit));
     let reaped = match sandboxes.reap_orphans().await {

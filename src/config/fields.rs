@@ -234,6 +234,40 @@ impl SessionMode {
     }
 }
 
+/// How a sandbox receives its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialsDelivery {
+    /// The keys in the container's environment: works with every tool, but they show in
+    /// `docker inspect` and cannot be renewed, so a sandbox never outlives them.
+    Env,
+    /// The container-credentials protocol the AWS SDKs speak: a per-sandbox token, the
+    /// daemon's endpoint serves (and renews) the keys, refused once the sandbox ends.
+    Endpoint,
+}
+
+impl CredentialsDelivery {
+    pub const NAMES: [&'static str; 2] = ["env", "endpoint"];
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "env" => Ok(Self::Env),
+            "endpoint" => Ok(Self::Endpoint),
+            other => Err(format!(
+                "unknown credentials delivery {other:?} (expected one of: {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Env => "env",
+            Self::Endpoint => "endpoint",
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

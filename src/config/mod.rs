@@ -18,7 +18,9 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Serialize;
 
-pub use fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn, SessionMode};
+pub use fields::{
+    AccountId, AuthMethod, Cidr, CredentialsDelivery, LogFormat, Region, RoleArn, SessionMode,
+};
 pub use load::{ConfigError, ConfigIssue, DEFAULT_CONFIG_PATH, load, load_from_str};
 pub use secret::{REDACTED, Secret};
 
@@ -158,6 +160,8 @@ pub struct SandboxConfig {
     pub history: usize,
     /// Images a request may name (`image` is always allowed).
     pub images: Vec<String>,
+    /// How sandboxes receive credentials unless a request says otherwise.
+    pub credentials: CredentialsDelivery,
 }
 
 /// `[oidc]`: the daemon as its own OIDC issuer.

@@ -74,6 +74,7 @@ pub struct RawSandbox {
     pub max_running: Option<Scalar>,
     pub history: Option<Scalar>,
     pub images: Option<Scalar>,
+    pub credentials: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

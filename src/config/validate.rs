@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use regex::Regex;
 
-use super::fields::{AccountId, AuthMethod, Cidr, LogFormat, Region, RoleArn, SessionMode};
+use super::fields::{
+    AccountId, AuthMethod, Cidr, CredentialsDelivery, LogFormat, Region, RoleArn, SessionMode,
+};
 use super::load::ConfigIssue;
 use super::raw::{RawConfig, RawIntegration, Scalar, Unknown};
 use super::secret::Secret;
@@ -388,6 +390,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "max_running",
             "history",
             "images",
+            "credentials",
         ],
     );
     let image = c.text_or("sandbox.image", raw.image.as_ref(), DEFAULT_SANDBOX_IMAGE);
@@ -460,6 +463,13 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         1..=100_000,
         "finished sandboxes are kept in memory",
     );
+    let credentials = c
+        .parsed(
+            "sandbox.credentials",
+            raw.credentials.as_ref(),
+            CredentialsDelivery::parse,
+        )
+        .unwrap_or(CredentialsDelivery::Env);
     SandboxConfig {
         image,
         network,
@@ -471,6 +481,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         max_running: max_running as usize,
         history: history as usize,
         images,
+        credentials,
     }
 }
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::info::{SandboxInfo, SandboxState};
 use super::spec::rfc3339;
-use crate::config::SessionMode;
+use crate::config::{CredentialsDelivery, SessionMode};
 use crate::tools::{Capability, mask_text};
 
 /// The file under the state directory.
@@ -57,6 +57,9 @@ pub struct AuditLine {
     pub session_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<Capability>>,
+    /// How its credentials were delivered (lines written before this field: `env`).
+    #[serde(default = "env_delivery")]
+    pub credentials: CredentialsDelivery,
     pub image: String,
     pub command: Vec<String>,
     /// When the event happened (RFC 3339).
@@ -94,6 +97,7 @@ impl AuditLine {
             session: info.session,
             session_name: info.session_name.clone(),
             capabilities: info.capabilities.clone(),
+            credentials: info.credentials,
             image: info.image.clone(),
             command: info.command.clone(),
             time: info.created_at.clone(),
@@ -118,6 +122,10 @@ impl AuditLine {
             ..Self::start(info)
         }
     }
+}
+
+fn env_delivery() -> CredentialsDelivery {
+    CredentialsDelivery::Env
 }
 
 /// Why the audit log cannot be written.
@@ -303,7 +311,7 @@ fn info_of(start: Option<&AuditLine>, end: &AuditLine) -> SandboxInfo {
         session: end.session,
         session_name: end.session_name.clone(),
         capabilities: end.capabilities.clone(),
-        credentials: "env",
+        credentials: end.credentials,
         exit_code: end.exit_code,
         stdout: None,
         stderr: None,
@@ -347,6 +355,7 @@ mod tests {
             session: SessionMode::PerSandbox,
             session_name: Some(format!("autoheal-sandbox-{id}")),
             capabilities: Some(vec![Capability::Logs]),
+            credentials: CredentialsDelivery::Endpoint,
             image: "img".into(),
             command: vec!["autoheal".into(), "tool".into(), "whoami".into()],
             time: "2026-11-29T10:00:00.000Z".into(),

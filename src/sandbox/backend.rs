@@ -7,6 +7,7 @@
 //! `FakeBackend` (no Docker, no root) and wrap any backend in `FaultyBackend` to make a
 //! chosen operation fail, so the manager's rules are tested without the engine.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -25,6 +26,8 @@ pub struct Started {
     /// The backend's id of the container.
     pub container: String,
     pub output: OutputTask,
+    /// The container's own address on its network (bridge networks), when known.
+    pub address: Option<IpAddr>,
 }
 
 /// How a container ended.
@@ -63,6 +66,18 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
     /// `blocked` addresses. Idempotent; called before every start, so a rule lost to a
     /// firewall reload comes back.
     async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError>;
+
+    /// The address the host has on `network` (a bridge's gateway), where a service for its
+    /// sandboxes can listen; `None` for `host` and for backends without one.
+    async fn network_gateway(&self, _network: &str) -> Result<Option<IpAddr>, SandboxError> {
+        Ok(None)
+    }
+
+    /// Makes sandboxes on bridge `network` reach the credentials endpoint listening at `to`
+    /// as 169.254.170.2:80 (the address the AWS SDKs accept). Idempotent.
+    async fn route_credentials(&self, _network: &str, _to: SocketAddr) -> Result<(), SandboxError> {
+        Ok(())
+    }
 
     /// The image's id and declared volumes; [`SandboxError::ImageMissing`] when absent.
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError>;

@@ -1,16 +1,19 @@
-//! The container-credentials endpoint (work in progress: not wired into the manager yet).
+//! The container-credentials endpoint: which token gets which sandbox's credentials.
 //!
-//! With `sandbox.credentials = "endpoint"` a sandbox receives no keys in its environment but
+//! With `credentials = "endpoint"` a sandbox receives no keys in its environment but
 //! `AWS_CONTAINER_CREDENTIALS_FULL_URI` and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`: the
-//! container-credentials protocol every AWS SDK speaks (the ECS agent's). The SDK asks this
-//! endpoint with `Authorization: <token>` and gets
+//! container-credentials protocol every AWS SDK speaks (the ECS agent's). The SDK asks the
+//! daemon (`credentials_server.rs`) with `Authorization: <token>` and gets
 //! `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`. Here:
 //! - a token is 256 random bits, one per sandbox, kept only as its SHA-256;
 //! - a token is refused the moment its sandbox ends ([`CredentialsEndpoint::revoke`]);
 //! - where the sandbox's address is known (bridge networks), a request from any other
 //!   address is refused too, so a leaked token is useless elsewhere;
-//! - credentials closer to expiry than [`RENEW_AHEAD`] are renewed before they are served
-//!   (a sandbox may outlive one session: long investigations, the 1-hour chaining cap).
+//! - credentials that expire before the sandbox's deadline are renewed ahead of expiry —
+//!   [`RENEW_AHEAD`], or half their life when that is shorter — so a sandbox may outlive one
+//!   session (long investigations, the 1-hour chaining cap); credentials that outlive the
+//!   sandbox are never renewed (no STS call for nothing). While a renewal fails, the
+//!   credentials in hand are served until they expire.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,13 +27,14 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::credentials::{CredentialError, rfc3339};
 
-/// Renew credentials this long before they expire: the SDKs refresh ahead themselves (the
-/// Rust SDK minutes before, boto3 15 min before), and must find fresh ones then.
-pub const RENEW_AHEAD: Duration = Duration::from_secs(5 * 60);
+/// Renew credentials this long before they expire (or at half their life, if sooner): the
+/// SDKs ask again ahead of expiry themselves — boto3 from 15 minutes before, the Rust SDK
+/// seconds to minutes before — and must find fresh ones then.
+pub const RENEW_AHEAD: Duration = Duration::from_secs(15 * 60);
 /// Random bytes in a token.
 const TOKEN_BYTES: usize = 32;
 
-/// Fresh credentials for one sandbox: its own session made again, or the shared cache.
+/// Fresh credentials for one sandbox: its own session made again, or the shared cache's.
 #[async_trait]
 pub trait Renew: Send + Sync + std::fmt::Debug {
     async fn renew(&self) -> Result<Credentials, CredentialError>;
@@ -57,12 +61,32 @@ impl Refusal {
     }
 }
 
+/// One sandbox's registration.
+pub struct Registration {
+    pub sandbox_id: String,
+    /// The sandbox's own address, when known at registration.
+    pub peer: Option<IpAddr>,
+    pub credentials: Credentials,
+    /// When the sandbox is stopped at the latest: credentials are renewed only while they
+    /// would expire before it.
+    pub needed_until: SystemTime,
+    pub renew: Box<dyn Renew>,
+}
+
+#[derive(Debug)]
+struct Held {
+    credentials: Credentials,
+    /// When they were had: their life so far tells how early to renew them.
+    since: SystemTime,
+}
+
 #[derive(Debug)]
 struct Served {
     sandbox_id: String,
-    /// The sandbox's own address, when it has one of its own (bridge networks).
-    peer: Option<IpAddr>,
-    current: tokio::sync::Mutex<Credentials>,
+    /// The sandbox's own address, once known (bridge networks).
+    peer: Mutex<Option<IpAddr>>,
+    held: tokio::sync::Mutex<Held>,
+    needed_until: SystemTime,
     renew: Box<dyn Renew>,
 }
 
@@ -91,25 +115,33 @@ impl CredentialsEndpoint {
         self.by_token.lock().expect("endpoint token lock")
     }
 
-    /// Serves `credentials` to `sandbox_id` from now on; answers its new token.
-    pub fn register(
-        &self,
-        sandbox_id: &str,
-        peer: Option<IpAddr>,
-        credentials: Credentials,
-        renew: Box<dyn Renew>,
-    ) -> Secret {
+    /// Serves a sandbox's credentials from now on; answers its new token.
+    pub fn register(&self, registration: Registration) -> Secret {
         let mut bytes = [0u8; TOKEN_BYTES];
         aws_lc_rs::rand::fill(&mut bytes).expect("the system's random source");
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let served = Arc::new(Served {
-            sandbox_id: sandbox_id.to_owned(),
-            peer,
-            current: tokio::sync::Mutex::new(credentials),
-            renew,
+            sandbox_id: registration.sandbox_id,
+            peer: Mutex::new(registration.peer),
+            held: tokio::sync::Mutex::new(Held {
+                credentials: registration.credentials,
+                since: SystemTime::now(),
+            }),
+            needed_until: registration.needed_until,
+            renew: registration.renew,
         });
         self.lock().insert(digest(&token), served);
         Secret::new(token)
+    }
+
+    /// From now on, `sandbox_id`'s token is accepted only from `peer` (its address, known
+    /// once its container runs).
+    pub fn pin_peer(&self, sandbox_id: &str, peer: IpAddr) {
+        for served in self.lock().values() {
+            if served.sandbox_id == sandbox_id {
+                *served.peer.lock().expect("peer lock") = Some(peer);
+            }
+        }
     }
 
     /// Refuses `sandbox_id`'s token from now on.
@@ -127,36 +159,76 @@ impl CredentialsEndpoint {
         self.len() == 0
     }
 
-    /// The credentials for `token` asked from `from`, renewed first when they expire
-    /// within the renew-ahead time.
-    pub async fn credentials(&self, token: &str, from: IpAddr) -> Result<Credentials, Refusal> {
+    /// The credentials for `token` asked from `from` (and the sandbox's id), renewed first
+    /// when they are due.
+    pub async fn credentials(
+        &self,
+        token: &str,
+        from: IpAddr,
+    ) -> Result<(String, Credentials), Refusal> {
+        let key = digest(token);
         let served = self
             .lock()
-            .get(&digest(token))
+            .get(&key)
             .cloned()
             .ok_or(Refusal::UnknownToken)?;
-        if served.peer.is_some_and(|peer| peer != from) {
+        if served
+            .peer
+            .lock()
+            .expect("peer lock")
+            .is_some_and(|peer| peer != from)
+        {
             return Err(Refusal::WrongPeer);
         }
-        let mut current = served.current.lock().await;
-        let fresh_enough = current.expiry().is_none_or(|at| {
-            at.duration_since(SystemTime::now())
-                .is_ok_and(|left| left > self.renew_ahead)
-        });
-        if !fresh_enough {
-            let renewed = served
-                .renew
-                .renew()
-                .await
-                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-            *current = renewed;
+        let mut held = served.held.lock().await;
+        let now = SystemTime::now();
+        if self.due(&held, served.needed_until, now) {
+            match served.renew.renew().await {
+                Ok(renewed) if expiry_after(&renewed, &held.credentials) => {
+                    *held = Held {
+                        credentials: renewed,
+                        since: now,
+                    };
+                }
+                // Nothing fresher yet (a shared cache not refreshed): keep what is held.
+                Ok(_) => {}
+                Err(err) if still_valid(&held.credentials, now) => {
+                    tracing::warn!(sandbox = %served.sandbox_id, error = %err, "renewing a sandbox's credentials failed; serving the ones still valid");
+                }
+                Err(err) => return Err(Refusal::Unavailable(err.to_string())),
+            }
         }
         // Revoked while renewing: the sandbox has ended.
-        if !self.lock().contains_key(&digest(token)) {
+        if !self.lock().contains_key(&key) {
             return Err(Refusal::UnknownToken);
         }
-        Ok(current.clone())
+        Ok((served.sandbox_id.clone(), held.credentials.clone()))
     }
+
+    /// Whether `held` should be renewed now: they expire before the sandbox's deadline and
+    /// are within the renew-ahead time (or half their life) of expiring.
+    fn due(&self, held: &Held, needed_until: SystemTime, now: SystemTime) -> bool {
+        let Some(expiry) = held.credentials.expiry() else {
+            return false;
+        };
+        if expiry >= needed_until {
+            return false;
+        }
+        let life = expiry.duration_since(held.since).unwrap_or_default();
+        let ahead = self.renew_ahead.min(life / 2);
+        expiry.duration_since(now).unwrap_or_default() <= ahead
+    }
+}
+
+fn expiry_after(renewed: &Credentials, held: &Credentials) -> bool {
+    match (renewed.expiry(), held.expiry()) {
+        (Some(new), Some(old)) => new > old,
+        _ => renewed.access_key_id() != held.access_key_id(),
+    }
+}
+
+fn still_valid(credentials: &Credentials, now: SystemTime) -> bool {
+    credentials.expiry().is_none_or(|at| at > now)
 }
 
 /// The protocol's answer document.
@@ -190,14 +262,24 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Default)]
-    struct Counting(AtomicU32);
+    struct Counting {
+        renewals: AtomicU32,
+        lasting: u64,
+    }
 
     #[async_trait]
     impl Renew for Arc<Counting> {
         async fn renew(&self) -> Result<Credentials, CredentialError> {
-            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            Ok(credentials(&format!("ASIARENEWED{n}"), 3600))
+            let n = self.renewals.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(credentials(&format!("ASIARENEWED{n}"), self.lasting))
         }
+    }
+
+    fn counting(lasting: u64) -> Arc<Counting> {
+        Arc::new(Counting {
+            renewals: AtomicU32::new(0),
+            lasting,
+        })
     }
 
     fn credentials(key: &str, lasting: u64) -> Credentials {
@@ -210,35 +292,39 @@ mod tests {
         )
     }
 
+    fn registration(
+        id: &str,
+        key: &str,
+        lasting: u64,
+        needed_for: u64,
+        renew: &Arc<Counting>,
+    ) -> Registration {
+        Registration {
+            sandbox_id: id.into(),
+            peer: None,
+            credentials: credentials(key, lasting),
+            needed_until: SystemTime::now() + Duration::from_secs(needed_for),
+            renew: Box::new(renew.clone()),
+        }
+    }
+
     const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    async fn key_of(endpoint: &CredentialsEndpoint, token: &Secret) -> String {
+        let (_, got) = endpoint.credentials(token.expose(), HOST).await.unwrap();
+        got.access_key_id().to_owned()
+    }
 
     #[tokio::test]
     async fn a_token_serves_its_sandbox_until_revoked() {
         let endpoint = CredentialsEndpoint::default();
-        let renewals = Arc::new(Counting::default());
-        let a = endpoint.register(
-            "a",
-            None,
-            credentials("ASIAA", 3600),
-            Box::new(renewals.clone()),
-        );
-        let b = endpoint.register(
-            "b",
-            None,
-            credentials("ASIAB", 3600),
-            Box::new(renewals.clone()),
-        );
+        let renew = counting(3600);
+        let a = endpoint.register(registration("a", "ASIAA", 3600, 600, &renew));
+        let b = endpoint.register(registration("b", "ASIAB", 3600, 600, &renew));
         assert_ne!(a.expose(), b.expose());
-        let got = endpoint.credentials(a.expose(), HOST).await.unwrap();
-        assert_eq!(got.access_key_id(), "ASIAA");
-        assert_eq!(
-            endpoint
-                .credentials(b.expose(), HOST)
-                .await
-                .unwrap()
-                .access_key_id(),
-            "ASIAB"
-        );
+        let (id, got) = endpoint.credentials(a.expose(), HOST).await.unwrap();
+        assert_eq!((id.as_str(), got.access_key_id()), ("a", "ASIAA"));
+        assert_eq!(key_of(&endpoint, &b).await, "ASIAB");
         assert_eq!(
             endpoint.credentials("not-a-token", HOST).await.unwrap_err(),
             Refusal::UnknownToken
@@ -250,7 +336,7 @@ mod tests {
             "refused the moment the sandbox ends"
         );
         assert!(endpoint.credentials(b.expose(), HOST).await.is_ok());
-        assert_eq!(renewals.0.load(Ordering::SeqCst), 0, "nothing near expiry");
+        assert_eq!(renew.renewals.load(Ordering::SeqCst), 0, "nothing near expiry");
         let doc = document(&got);
         assert_eq!(doc["AccessKeyId"], "ASIAA");
         assert_eq!(doc["Token"], "token");
@@ -258,38 +344,100 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn credentials_near_expiry_are_renewed_once() {
+    async fn credentials_due_before_the_deadline_are_renewed_once() {
         let endpoint = CredentialsEndpoint::default();
-        let renewals = Arc::new(Counting::default());
-        let token = endpoint.register(
-            "a",
-            None,
-            credentials("ASIAOLD", RENEW_AHEAD.as_secs() - 1),
-            Box::new(renewals.clone()),
-        );
-        let first = endpoint.credentials(token.expose(), HOST).await.unwrap();
-        assert_eq!(first.access_key_id(), "ASIARENEWED1");
-        let again = endpoint.credentials(token.expose(), HOST).await.unwrap();
+        let renew = counting(3600);
+        // Credentials of 2 s for a sandbox of 2 hours: fresh at first, due past half their
+        // life.
+        let token = endpoint.register(registration("a", "ASIAOLD", 2, 7200, &renew));
+        assert_eq!(key_of(&endpoint, &token).await, "ASIAOLD");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(key_of(&endpoint, &token).await, "ASIARENEWED1");
         assert_eq!(
-            again.access_key_id(),
+            key_of(&endpoint, &token).await,
             "ASIARENEWED1",
-            "kept until near expiry again"
+            "kept until due again"
         );
-        assert_eq!(renewals.0.load(Ordering::SeqCst), 1);
+        assert_eq!(renew.renewals.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
-    async fn a_token_is_refused_from_another_address() {
+    async fn credentials_that_outlive_the_sandbox_are_never_renewed() {
+        let endpoint = CredentialsEndpoint::default();
+        let renew = counting(3600);
+        // 10 minutes left, but the sandbox ends in 5.
+        let token = endpoint.register(registration("a", "ASIAOLD", 600, 300, &renew));
+        assert_eq!(key_of(&endpoint, &token).await, "ASIAOLD");
+        assert_eq!(renew.renewals.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn short_credentials_are_renewed_at_half_their_life_not_at_every_request() {
+        let endpoint = CredentialsEndpoint::default();
+        // Sessions of 15 minutes (STS's shortest) are all within RENEW_AHEAD: renewing them
+        // whenever less than RENEW_AHEAD is left would call STS on every request.
+        let renew = counting(900);
+        let token = endpoint.register(registration("a", "ASIAFIRST", 900, 7200, &renew));
+        for _ in 0..3 {
+            assert_eq!(key_of(&endpoint, &token).await, "ASIAFIRST");
+        }
+        assert_eq!(renew.renewals.load(Ordering::SeqCst), 0);
+    }
+
+    #[derive(Debug)]
+    struct Failing;
+
+    #[async_trait]
+    impl Renew for Failing {
+        async fn renew(&self) -> Result<Credentials, CredentialError> {
+            Err(CredentialError::UnknownIntegration {
+                name: "gone".into(),
+                known: String::new(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_serves_what_is_still_valid_and_refuses_what_expired() {
+        let endpoint = CredentialsEndpoint::default();
+        let register = |key: &str, lasting: i64| {
+            endpoint.register(Registration {
+                sandbox_id: key.into(),
+                peer: None,
+                credentials: Credentials::new(
+                    key,
+                    "secret",
+                    None,
+                    Some(if lasting >= 0 {
+                        SystemTime::now() + Duration::from_secs(lasting as u64)
+                    } else {
+                        SystemTime::now() - Duration::from_secs(lasting.unsigned_abs())
+                    }),
+                    "test",
+                ),
+                needed_until: SystemTime::now() + Duration::from_secs(3600),
+                renew: Box::new(Failing),
+            })
+        };
+        let valid = register("ASIAVALID", 60);
+        let expired = register("ASIAEXPIRED", -1);
+        assert_eq!(key_of(&endpoint, &valid).await, "ASIAVALID");
+        let refused = endpoint
+            .credentials(expired.expose(), HOST)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Refusal::Unavailable(_)), "{refused:?}");
+        assert_eq!(refused.http_status(), 503);
+    }
+
+    #[tokio::test]
+    async fn a_token_is_refused_from_another_address_once_pinned() {
         let endpoint = CredentialsEndpoint::default();
         let sandbox: IpAddr = "198.18.100.2".parse().unwrap();
-        let token = endpoint.register(
-            "a",
-            Some(sandbox),
-            credentials("ASIAA", 3600),
-            Box::new(Arc::new(Counting::default())),
-        );
-        assert!(endpoint.credentials(token.expose(), sandbox).await.is_ok());
         let other: IpAddr = "198.18.100.3".parse().unwrap();
+        let token = endpoint.register(registration("a", "ASIAA", 3600, 600, &counting(3600)));
+        endpoint.pin_peer("a", sandbox);
+        assert!(endpoint.credentials(token.expose(), sandbox).await.is_ok());
         let refused = endpoint
             .credentials(token.expose(), other)
             .await

@@ -7,6 +7,7 @@
 //! `autoheal.managed=true` so nothing of ours is ever lost track of.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use futures_util::StreamExt;
 
 use super::SandboxError;
 use super::backend::{Ended, ImageFacts, ManagedContainer, SandboxBackend, Started};
+use super::credentials_route;
 use super::metadata_block::MetadataBlock;
 use super::spec::{Captured, ContainerSpec, LABEL_MANAGED, LABEL_SANDBOX};
 use crate::config::Cidr;
@@ -122,6 +124,23 @@ impl DockerBackend {
 
     /// The subnets of a network, or `None` when it does not exist.
     async fn network_subnets(&self, name: &str) -> Result<Option<Vec<Cidr>>, SandboxError> {
+        Ok(self
+            .network_ipam(name)
+            .await?
+            .map(|configs| {
+                configs
+                    .into_iter()
+                    .filter_map(|config| config.subnet)
+                    .filter_map(|subnet| Cidr::parse(&subnet).ok())
+                    .collect()
+            }))
+    }
+
+    /// A network's IPAM configurations, or `None` when it does not exist.
+    async fn network_ipam(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<bollard::models::IpamConfig>>, SandboxError> {
         let network = match self
             .docker
             .inspect_network(
@@ -136,15 +155,26 @@ impl DockerBackend {
             }) => return Ok(None),
             Err(e) => return Err(docker_err(&format!("inspect network {name}"), e)),
         };
-        let subnets = network
-            .ipam
-            .and_then(|ipam| ipam.config)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|config| config.subnet)
-            .filter_map(|subnet| Cidr::parse(&subnet).ok())
-            .collect();
-        Ok(Some(subnets))
+        Ok(Some(
+            network
+                .ipam
+                .and_then(|ipam| ipam.config)
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// The container's IPv4 address on `network`.
+    async fn container_address(&self, id: &str, network: &str) -> Option<IpAddr> {
+        let info = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()?;
+        let networks = info.network_settings?.networks?;
+        networks.get(network)?.ip_address.as_deref()?.parse().ok()
     }
 
     async fn exit_code(&self, id: &str) -> Result<i64, SandboxError> {
@@ -173,6 +203,12 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         pids_limit: Some(i64::from(spec.limits.pids)),
         init: Some(true),
         network_mode: Some(spec.limits.network.clone()),
+        binds: (!spec.files.is_empty()).then(|| {
+            spec.files
+                .iter()
+                .map(|f| format!("{}:{}:ro", f.host_path.display(), f.container_path))
+                .collect()
+        }),
         privileged: Some(false),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
@@ -200,6 +236,28 @@ impl SandboxBackend for DockerBackend {
         MetadataBlock::new(blocked.to_vec())
             .ensure(network, &subnets)
             .await
+    }
+
+    async fn network_gateway(&self, network: &str) -> Result<Option<IpAddr>, SandboxError> {
+        if matches!(network, "host" | "none") {
+            return Ok(None);
+        }
+        let configs = self.network_ipam(network).await?.unwrap_or_default();
+        Ok(configs
+            .iter()
+            .filter_map(|config| config.gateway.as_deref())
+            .filter_map(|gateway| gateway.parse::<IpAddr>().ok())
+            .find(IpAddr::is_ipv4))
+    }
+
+    async fn route_credentials(&self, network: &str, to: SocketAddr) -> Result<(), SandboxError> {
+        let subnets = self.ensure_network(network).await?;
+        credentials_route::ensure(&subnets, to)
+            .await
+            .map_err(|reason| SandboxError::CredentialsEndpoint {
+                network: network.to_owned(),
+                reason,
+            })
     }
 
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {
@@ -298,9 +356,14 @@ impl SandboxBackend for DockerBackend {
                 e,
             ));
         }
+        let address = match spec.limits.network.as_str() {
+            "host" | "none" => None,
+            network => self.container_address(&created.id, network).await,
+        };
         Ok(Started {
             container: created.id,
             output,
+            address,
         })
     }
 
@@ -401,6 +464,7 @@ mod tests {
             image: "sha256:abc".into(),
             command: vec!["autoheal".into()],
             env: BTreeMap::new(),
+            files: Vec::new(),
             limits: Limits {
                 memory: ByteSize::mib(512),
                 cpus: 0.5,

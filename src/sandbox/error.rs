@@ -32,6 +32,11 @@ pub enum SandboxError {
         "refusing to start sandboxes on network {network:?}: they could reach the instance metadata service, and the daemon cannot block it ({reason}). Run the daemon as root or with CAP_NET_ADMIN and iptables installed, or add the DOCKER-USER rule yourself (docs/security.md)"
     )]
     MetadataBlock { network: String, reason: String },
+    /// The credentials endpoint cannot be offered to the sandbox (503).
+    #[error(
+        "sandboxes on network {network:?} cannot receive credentials from the endpoint ({reason}). Use credentials = \"env\", or run the daemon as root or with CAP_NET_ADMIN and iptables installed (docs/security.md, credentials delivery)"
+    )]
+    CredentialsEndpoint { network: String, reason: String },
     /// The daemon is draining (503).
     #[error("the daemon is shutting down and starts no new sandboxes")]
     ShuttingDown,
@@ -81,6 +86,7 @@ impl SandboxError {
             | Self::ImageMissing(_)
             | Self::Docker { .. }
             | Self::MetadataBlock { .. }
+            | Self::CredentialsEndpoint { .. }
             | Self::Audit(_)
             | Self::ShuttingDown => 503,
         }
@@ -97,6 +103,7 @@ impl SandboxError {
             Self::ImageMissing(_) => "image_missing",
             Self::Docker { .. } => "docker_unavailable",
             Self::MetadataBlock { .. } => "metadata_block_unavailable",
+            Self::CredentialsEndpoint { .. } => "credentials_endpoint_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::AtCapacity { .. } => "too_many_sandboxes",
             Self::ImageNotAllowed { .. } => "image_not_allowed",

@@ -180,6 +180,7 @@ impl SandboxBackend for FakeBackend {
         Ok(Started {
             container: id,
             output,
+            address: None,
         })
     }
 

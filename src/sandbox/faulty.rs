@@ -4,6 +4,7 @@
 //! An injected failure is the error an unreachable engine gives
 //! ([`SandboxError::Docker`]), so the manager's error mapping is what a real outage sees.
 
+use std::net::{IpAddr, SocketAddr};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,6 +127,14 @@ impl<B: SandboxBackend> SandboxBackend for FaultyBackend<B> {
     async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError> {
         self.check(Operation::PrepareNetwork).await?;
         self.inner.prepare_network(network, blocked).await
+    }
+
+    async fn network_gateway(&self, network: &str) -> Result<Option<IpAddr>, SandboxError> {
+        self.inner.network_gateway(network).await
+    }
+
+    async fn route_credentials(&self, network: &str, to: SocketAddr) -> Result<(), SandboxError> {
+        self.inner.route_credentials(network, to).await
     }
 
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {

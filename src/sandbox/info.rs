@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::SandboxError;
-use crate::config::SessionMode;
+use crate::config::{CredentialsDelivery, SessionMode};
 use crate::tools::Capability;
 
 /// Longest argv accepted.
@@ -33,6 +33,8 @@ pub struct SandboxRequest {
     /// Narrows the sandbox's session to these tools' actions (per-sandbox sessions only);
     /// `None` = every tool's.
     pub capabilities: Option<Vec<Capability>>,
+    /// How credentials reach it; `None` = `sandbox.credentials`.
+    pub credentials: Option<CredentialsDelivery>,
 }
 
 impl SandboxRequest {
@@ -135,7 +137,8 @@ pub struct SandboxInfo {
     /// Why the deadline is earlier than asked, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_note: Option<String>,
-    /// When the injected credentials expire (always after `deadline`).
+    /// When the credentials it received expire: with `env` always after `deadline`; with
+    /// `endpoint` the first ones', which are renewed ahead of expiry.
     pub credentials_expire_at: String,
     /// `per_sandbox` (its own STS session) or `shared` (the integration's).
     pub session: SessionMode,
@@ -145,8 +148,8 @@ pub struct SandboxInfo {
     /// What its own session is narrowed to (the tools' capabilities).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<Capability>>,
-    /// How the credentials reach the sandbox: `env`.
-    pub credentials: &'static str,
+    /// How the credentials reach the sandbox: `env` or `endpoint`.
+    pub credentials: CredentialsDelivery,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,6 +202,7 @@ mod tests {
             timeout: None,
             env: BTreeMap::new(),
             capabilities: None,
+            credentials: None,
         }
     }
 
@@ -255,7 +259,7 @@ mod tests {
             session: SessionMode::Shared,
             session_name: None,
             capabilities: None,
-            credentials: "env",
+            credentials: CredentialsDelivery::Env,
             exit_code: Some(0),
             stdout: Some("out".into()),
             stderr: Some("err".into()),

@@ -13,7 +13,9 @@
 //!   timeout plus [`START_MARGIN`] from `t0`, and the deadline is `t0 + timeout` — so the
 //!   deadline the answer shows is the one enforced, however long network set-up and the
 //!   start take. When the source cannot give that much, the deadline is shortened and the
-//!   answer says so;
+//!   answer says so. With `credentials = "endpoint"` the credentials are renewed ahead of
+//!   expiry instead (`endpoint_delivery.rs`), so the deadline is never shortened for them,
+//!   and the sandbox's token is revoked the moment it ends;
 //! - **no orphan**: a start runs as its own task (a client hanging up cannot cancel it
 //!   halfway), shutdown waits for starts in flight before stopping everything, and a
 //!   periodic reconcile removes containers the daemon lost track of (the engine went away
@@ -27,10 +29,13 @@ use std::time::{Duration, Instant, SystemTime};
 use super::SandboxError;
 use super::audit::{self, AuditError, AuditLine, AuditLog};
 use super::backend::{OutputTask, SandboxBackend};
+use super::credentials_endpoint::{CredentialsEndpoint, Registration, Renew};
+use super::credentials_server::CredentialsServer;
+use super::endpoint_delivery::{self, EndpointGrant, RenewOwnSession, RenewShared};
 use super::info::{SandboxInfo, SandboxRequest, SandboxState};
 use super::registry::{Record, Registry, Slot};
 use super::spec::{ContainerSpec, Limits, rfc3339};
-use crate::config::{Config, IntegrationConfig, SandboxConfig, Secret};
+use crate::config::{Config, CredentialsDelivery, IntegrationConfig, SandboxConfig, Secret};
 use crate::credentials::{CredentialBroker, CredentialError, SessionRequest};
 use crate::lifecycle::LiveConfig;
 use crate::tools::Capability;
@@ -68,6 +73,8 @@ pub struct SandboxManager {
     starts_in_flight: tokio::sync::RwLock<()>,
     /// Where starts and ends are recorded (the daemon always has one; tests may not).
     audit: Option<Arc<AuditLog>>,
+    /// Serves credentials to sandboxes that take them from the endpoint.
+    credentials_server: Arc<CredentialsServer>,
 }
 
 impl SandboxManager {
@@ -82,7 +89,13 @@ impl SandboxManager {
             draining: AtomicBool::new(false),
             starts_in_flight: tokio::sync::RwLock::new(()),
             audit: None,
+            credentials_server: CredentialsServer::new(Arc::new(CredentialsEndpoint::default())),
         }
+    }
+
+    /// The credentials endpoint's tokens (one per running sandbox that uses it).
+    pub fn credentials_endpoint(&self) -> &Arc<CredentialsEndpoint> {
+        self.credentials_server.endpoint()
     }
 
     /// Records every sandbox's start and end in `audit`; a start that cannot be recorded is
@@ -177,6 +190,7 @@ impl SandboxManager {
             })?;
 
         let id = new_id();
+        let delivery = request.credentials.unwrap_or(sandbox.credentials);
         let access = Access::plan(&integration, &id, request.capabilities.as_deref())?;
         let facts = self.backend.inspect_image(&image).await?;
         if !facts.volumes.is_empty() {
@@ -188,24 +202,81 @@ impl SandboxManager {
         self.backend
             .prepare_network(&sandbox.network, &sandbox.blocked_addresses)
             .await?;
+        let endpoint_uri = match delivery {
+            CredentialsDelivery::Endpoint => Some(
+                endpoint_delivery::offer(
+                    &self.credentials_server,
+                    self.backend.as_ref(),
+                    &sandbox.network,
+                )
+                .await?,
+            ),
+            CredentialsDelivery::Env => None,
+        };
         // Credentials last, once nothing else can refuse the start: a sandbox's own session
         // is never made for a sandbox that does not run.
         let t0 = (Instant::now(), SystemTime::now());
         let asked = request.timeout.unwrap_or(sandbox.max_lifetime);
+        let renewable = delivery == CredentialsDelivery::Endpoint;
         let (credentials, timeout, deadline_note) = match &access.session {
             Some(session) => {
-                own_session(&generation.broker, &integration, session, asked, t0.1).await?
+                let broker = &generation.broker;
+                own_session(broker, &integration, session, asked, t0.1, renewable).await?
+            }
+            // Renewed by the endpoint: valid for the start is enough.
+            None if renewable => {
+                let credentials = generation
+                    .broker
+                    .credentials_valid_for(&integration.name, START_MARGIN)
+                    .await?;
+                (credentials, asked, None)
             }
             None => credentials_for(&generation.broker, &integration, asked).await?,
         };
 
         let expires = credentials.expiry();
+        let needed_until = t0.1 + timeout;
+        let grant = match &endpoint_uri {
+            Some(_) => {
+                let renew: Box<dyn Renew> = match &access.session {
+                    Some(session) => Box::new(RenewOwnSession {
+                        broker: generation.broker.clone(),
+                        integration: integration.name.clone(),
+                        session: session.clone(),
+                        needed_until,
+                        margin: START_MARGIN,
+                    }),
+                    None => Box::new(RenewShared {
+                        broker: generation.broker.clone(),
+                        integration: integration.name.clone(),
+                        at_least: START_MARGIN,
+                    }),
+                };
+                Some(EndpointGrant::issue(
+                    self.credentials_server.endpoint(),
+                    &generation.config.server.state_dir,
+                    Registration {
+                        sandbox_id: id.clone(),
+                        peer: None,
+                        credentials: credentials.clone(),
+                        needed_until,
+                        renew,
+                    },
+                )?)
+            }
+            None => None,
+        };
+        let delivered = match &endpoint_uri {
+            Some(uri) => Delivered::Endpoint { uri },
+            None => Delivered::Keys(&credentials),
+        };
         let spec = ContainerSpec {
             sandbox_id: id.clone(),
             integration: integration.name.clone(),
             image: facts.id,
             command: request.command.clone(),
-            env: environment(&request, &integration, &credentials),
+            env: environment(&request, &integration, delivered),
+            files: grant.iter().map(|g| g.mount.clone()).collect(),
             limits: Limits {
                 memory: sandbox.memory,
                 cpus: sandbox.cpus,
@@ -226,7 +297,7 @@ impl SandboxManager {
             session: integration.session,
             session_name: access.session.as_ref().map(|s| s.session_name()),
             capabilities: access.capabilities,
-            credentials: "env",
+            credentials: delivery,
             exit_code: None,
             stdout: None,
             stderr: None,
@@ -254,6 +325,11 @@ impl SandboxManager {
                 return Err(err);
             }
         };
+        if let Some(address) = started.address
+            && grant.is_some()
+        {
+            self.credentials_endpoint().pin_peer(&id, address);
+        }
         let record = Arc::new(Record::new(info.clone(), started.container));
         self.registry.insert(id.clone(), record.clone());
         self.starting().remove(&id);
@@ -270,7 +346,7 @@ impl SandboxManager {
         let watched = record.clone();
         tokio::spawn(async move {
             manager
-                .watch(id, watched, started.output, slot, deadline, history)
+                .watch(id, watched, started.output, slot, deadline, history, grant)
                 .await
         });
         Ok((info, record))
@@ -290,7 +366,9 @@ impl SandboxManager {
     }
 
     /// Follows one sandbox to its end, then records the outcome and removes the container.
-    /// The slot is given back only once the container is gone.
+    /// Its endpoint token (`grant`) is revoked the moment it ends; the slot is given back
+    /// only once the container is gone.
+    #[allow(clippy::too_many_arguments)]
     async fn watch(
         &self,
         id: String,
@@ -299,9 +377,11 @@ impl SandboxManager {
         slot: Slot,
         deadline: Instant,
         history: usize,
+        grant: Option<EndpointGrant>,
     ) {
         let started = Instant::now();
         let outcome = self.wait_through_outages(&record.container, deadline).await;
+        drop(grant);
         let output = match tokio::time::timeout(OUTPUT_DRAIN, output).await {
             Ok(Ok(collected)) => collected,
             Ok(Err(join)) => Err(SandboxError::Internal(format!(
@@ -541,11 +621,19 @@ fn allowed_images(sandbox: &SandboxConfig) -> Vec<String> {
     allowed
 }
 
+/// How the credentials reach the container.
+enum Delivered<'a> {
+    /// The keys themselves, in the environment.
+    Keys(&'a aws_credential_types::Credentials),
+    /// Where to ask for them (the token is a mounted file).
+    Endpoint { uri: &'a str },
+}
+
 /// The container's environment: the request's extras, then the contract's variables.
 fn environment(
     request: &SandboxRequest,
     integration: &IntegrationConfig,
-    credentials: &aws_credential_types::Credentials,
+    delivered: Delivered<'_>,
 ) -> BTreeMap<String, Secret> {
     let mut env: BTreeMap<String, Secret> = request
         .env
@@ -553,19 +641,30 @@ fn environment(
         .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
         .collect();
     let mut set = |key: &str, value: &str| env.insert(key.to_owned(), Secret::new(value));
-    set("AWS_ACCESS_KEY_ID", credentials.access_key_id());
-    set("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key());
-    if let Some(token) = credentials.session_token() {
-        set("AWS_SESSION_TOKEN", token);
+    match delivered {
+        Delivered::Keys(credentials) => {
+            set("AWS_ACCESS_KEY_ID", credentials.access_key_id());
+            set("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key());
+            if let Some(token) = credentials.session_token() {
+                set("AWS_SESSION_TOKEN", token);
+            }
+            if let Some(expiry) = credentials.expiry() {
+                set(
+                    "AWS_CREDENTIAL_EXPIRATION",
+                    &humantime::format_rfc3339_seconds(expiry).to_string(),
+                );
+            }
+        }
+        Delivered::Endpoint { uri } => {
+            set("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri);
+            set(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                endpoint_delivery::TOKEN_PATH_IN_SANDBOX,
+            );
+        }
     }
     set("AWS_REGION", integration.region.as_str());
     set("AWS_DEFAULT_REGION", integration.region.as_str());
-    if let Some(expiry) = credentials.expiry() {
-        set(
-            "AWS_CREDENTIAL_EXPIRATION",
-            &humantime::format_rfc3339_seconds(expiry).to_string(),
-        );
-    }
     set("AUTOHEAL_INTEGRATION", &integration.name);
     if let Some(account) = &integration.account_id {
         set("AUTOHEAL_ACCOUNT_ID", account.as_str());
@@ -665,13 +764,15 @@ fn unscoped_reason(integration: &IntegrationConfig) -> String {
 
 /// A sandbox's own session, valid for its whole life: one STS call. When the role's sessions
 /// cannot last that long (role chaining caps them at an hour), the deadline is shortened and
-/// the answer says so: `(credentials, timeout, note)`.
+/// the answer says so — unless the credentials are `renewable` (endpoint delivery), which
+/// renews them ahead of expiry instead: `(credentials, timeout, note)`.
 async fn own_session(
     broker: &CredentialBroker,
     integration: &IntegrationConfig,
     session: &SessionRequest,
     asked: Duration,
     now: SystemTime,
+    renewable: bool,
 ) -> Result<(aws_credential_types::Credentials, Duration, Option<String>), SandboxError> {
     let request = SessionRequest {
         lifetime: asked + START_MARGIN,
@@ -684,6 +785,7 @@ async fn own_session(
     match remaining {
         None => Ok((credentials, asked, None)),
         Some(left) if left >= asked + START_MARGIN => Ok((credentials, asked, None)),
+        Some(left) if renewable && left > START_MARGIN => Ok((credentials, asked, None)),
         Some(left) if left > START_MARGIN + MIN_USEFUL_LIFETIME => {
             let shortened = Duration::from_secs((left - START_MARGIN).as_secs());
             let note = format!(

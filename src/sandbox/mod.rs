@@ -1,11 +1,16 @@
 //! The sandbox runtime: short-lived, hardened containers that receive an integration's
-//! credentials as environment variables, valid for their whole life.
+//! credentials — as environment variables valid for their whole life, or from the daemon's
+//! credentials endpoint, renewed.
 //!
 //! - `info.rs`: what a caller asks for (checked up front) and what the API shows;
 //! - `spec.rs`: what one container is (argv, env, limits, labels);
 //! - `backend.rs`: the seam — what runs containers, as a trait;
 //! - `docker.rs`: the Docker backend (bollard) — hardening, deadline, output cap;
 //! - `metadata_block.rs`: the firewall rule that keeps bridge sandboxes away from IMDS;
+//! - `credentials_endpoint.rs`, `credentials_server.rs`, `credentials_route.rs`: delivery
+//!   by the container-credentials protocol (`credentials = "endpoint"`): tokens and
+//!   renewal, the HTTP listeners, the rule that lets bridge sandboxes reach them, and
+//!   `endpoint_delivery.rs` tying one sandbox to them (its token file, its renewal);
 //! - `registry.rs`: running sandboxes, the bounded history, admission slots;
 //! - `audit.rs`: one JSON line per sandbox start and end, kept across restarts;
 //! - `manager.rs`: admission, the lifetime rule, watch, stop, drain, reconcile;
@@ -19,7 +24,10 @@
 mod audit;
 mod backend;
 pub mod credentials_endpoint;
+mod credentials_route;
+pub mod credentials_server;
 mod docker;
+mod endpoint_delivery;
 mod error;
 mod fake;
 mod faulty;
@@ -32,6 +40,9 @@ mod spec;
 pub use audit::{AUDIT_FILE, AuditError, AuditLog, INTERRUPTED};
 pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
 pub use docker::{DockerBackend, SANDBOX_USER};
+pub use endpoint_delivery::{
+    HOST_STATE_DIR_ENV, TOKEN_DIR, TOKEN_PATH_IN_SANDBOX, clear_stale_tokens,
+};
 pub use error::SandboxError;
 pub use fake::FakeBackend;
 pub use faulty::{FaultyBackend, Operation};
@@ -41,4 +52,7 @@ pub use manager::{
 };
 pub use metadata_block::{MetadataBlock, RULE_COMMENT};
 pub use registry::HISTORY_OUTPUT_BUDGET;
-pub use spec::{Captured, ContainerSpec, LABEL_INTEGRATION, LABEL_MANAGED, LABEL_SANDBOX, Limits};
+pub use spec::{
+    Captured, ContainerSpec, LABEL_INTEGRATION, LABEL_MANAGED, LABEL_SANDBOX, Limits, MountedFile,
+};
+pub use credentials_route::{ROUTE_COMMENT, SANDBOX_FACING_ADDRESS};

@@ -181,7 +181,7 @@ mod tests {
             session: crate::config::SessionMode::Shared,
             session_name: None,
             capabilities: None,
-            credentials: "env",
+            credentials: crate::config::CredentialsDelivery::Env,
             exit_code: None,
             stdout: (output > 0).then(|| "x".repeat(output).into()),
             stderr: None,

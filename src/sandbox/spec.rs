@@ -5,6 +5,7 @@
 //! backend never talks to the broker or the config; the manager does.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use bytesize::ByteSize;
@@ -37,7 +38,17 @@ pub struct ContainerSpec {
     pub command: Vec<String>,
     /// Environment; values are secrets because some are (credentials).
     pub env: BTreeMap<String, Secret>,
+    /// Host files mounted read-only into the container (the credentials token).
+    pub files: Vec<MountedFile>,
     pub limits: Limits,
+}
+
+/// A host file the container sees, read-only, at `container_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedFile {
+    /// Where the container engine finds it (the host's view of the path).
+    pub host_path: PathBuf,
+    pub container_path: String,
 }
 
 impl ContainerSpec {

@@ -50,6 +50,7 @@ fn ask(command: &[&str]) -> SandboxRequest {
         timeout: Some(Duration::from_secs(60)),
         env: BTreeMap::new(),
         capabilities: None,
+        credentials: None,
     }
 }
 
@@ -294,4 +295,65 @@ async fn history_is_bounded_and_listings_carry_no_output() {
         Some("hello\n"),
         "the whole record has it"
     );
+}
+
+/// A fresh directory for `server.state_dir`.
+fn state_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("autoheal-manager-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn endpoint_toml(network: &str, state: &std::path::Path) -> String {
+    format!(
+        "network = \"{network}\"\ncredentials = \"endpoint\"\n[server]\nstate_dir = \"{}\"",
+        state.display()
+    )
+}
+
+#[tokio::test]
+async fn an_endpoint_token_lives_exactly_as_long_as_its_sandbox() {
+    let state = state_dir();
+    let tokens = state.join(crate::sandbox::TOKEN_DIR);
+    let faulty = FaultyBackend::new(FakeBackend::new());
+    let manager = manager_on(Arc::new(faulty.clone()), &endpoint_toml("host", &state));
+
+    let running = manager.create(ask(&["sleep", "30"])).await.unwrap();
+    assert_eq!(running.credentials, CredentialsDelivery::Endpoint);
+    assert_eq!(manager.credentials_endpoint().len(), 1);
+    assert!(tokens.join(&running.id).exists());
+    manager.stop(&running.id).await.unwrap();
+    assert!(manager.credentials_endpoint().is_empty(), "revoked at the end");
+    assert!(!tokens.join(&running.id).exists(), "its file deleted");
+
+    // A start that fails leaves no token behind either.
+    faulty.fail(Operation::Start, 1);
+    manager.create(ask(&["true"])).await.unwrap_err();
+    assert!(manager.credentials_endpoint().is_empty());
+    assert_eq!(std::fs::read_dir(&tokens).unwrap().count(), 0);
+
+    // Per request: keys in the environment instead.
+    let mut keys = ask(&["true"]);
+    keys.credentials = Some(CredentialsDelivery::Env);
+    let done = manager.run_to_end(keys).await.unwrap();
+    assert_eq!(done.credentials, CredentialsDelivery::Env);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[tokio::test]
+async fn the_endpoint_is_refused_where_a_sandbox_cannot_reach_it() {
+    let state = state_dir();
+    for network in ["none", "autoheal-sandbox"] {
+        // The fake backend's bridge has no gateway to listen on.
+        let manager = manager_on(Arc::new(FakeBackend::new()), &endpoint_toml(network, &state));
+        let refused = manager.create(ask(&["true"])).await.unwrap_err();
+        assert_eq!(
+            (refused.http_status(), refused.code()),
+            (503, "credentials_endpoint_unavailable"),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("credentials = \"env\""), "{refused}");
+        assert_eq!(manager.running(), 0);
+    }
+    std::fs::remove_dir_all(&state).unwrap();
 }

@@ -1,6 +1,7 @@
-//! The API's open connections, bounded.
+//! An HTTP server's open connections, bounded (the API's, and the sandboxes' credentials
+//! endpoint's).
 //!
-//! At most `server.max_connections` are open at once. When one more arrives, the connection
+//! At most a fixed number (the API: `server.max_connections`) are open at once. When one more arrives, the connection
 //! that has been idle longest with no request in progress — a slow-loris sending half a
 //! head, or a keep-alive nobody uses — is closed to make room; only when every connection
 //! is busy in a request is the new one refused (a short 503, then closed). So an attacker
