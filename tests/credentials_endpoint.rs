@@ -207,7 +207,8 @@ async fn sdks_fetch_a_sandboxs_credentials_from_the_endpoint_and_nothing_leaks()
     assert_eq!(file_mode & 0o777, 0o700, "no other local user enters it");
 
     // boto3 (the test bed's virtualenv) through the same endpoint and token file.
-    let boto = Command::new(support::testbed_python())
+    // Asynchronous: the endpoint answers from this test's own runtime.
+    let boto = tokio::process::Command::new(support::testbed_python())
         .args([
             "-c",
             "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])",
@@ -226,6 +227,7 @@ async fn sdks_fetch_a_sandboxs_credentials_from_the_endpoint_and_nothing_leaks()
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
+        .await
         .expect("python runs");
     assert!(boto.status.success(), "{boto:?}");
     assert_eq!(
@@ -238,7 +240,10 @@ async fn sdks_fetch_a_sandboxs_credentials_from_the_endpoint_and_nothing_leaks()
 
     // A made-up token, and a token once its sandbox has ended: 403.
     let (status, refused) = fetch(&uri, "0123456789abcdef").await;
-    assert_eq!((status, refused["code"].as_str()), (403, Some("unknown_token")));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("unknown_token"))
+    );
     let stopped = manager.stop(&a.id).await.unwrap();
     assert_eq!(stopped.state, SandboxState::Stopped);
     let (status, refused) = fetch(&uri, &token_a).await;
@@ -248,7 +253,11 @@ async fn sdks_fetch_a_sandboxs_credentials_from_the_endpoint_and_nothing_leaks()
         "refused once the sandbox ended"
     );
     assert!(!state.path().join(TOKEN_DIR).join(&a.id).exists());
-    assert_eq!(fetch(&uri, &token_b).await.0, 200, "the other one still served");
+    assert_eq!(
+        fetch(&uri, &token_b).await.0,
+        200,
+        "the other one still served"
+    );
     manager.stop(&b.id).await.unwrap();
     assert!(manager.credentials_endpoint().is_empty());
 }
@@ -283,8 +292,7 @@ async fn credentials_near_expiry_are_renewed_for_a_sandbox_that_outlives_them() 
     }
     let (status, renewed) = fetch(&uri, &token).await;
     assert_eq!(status, 200, "{renewed}");
-    let renewed_expiry =
-        humantime::parse_rfc3339(renewed["Expiration"].as_str().unwrap()).unwrap();
+    let renewed_expiry = humantime::parse_rfc3339(renewed["Expiration"].as_str().unwrap()).unwrap();
     assert_ne!(first["AccessKeyId"], renewed["AccessKeyId"], "{renewed}");
     assert!(renewed_expiry > first_expiry, "{first} then {renewed}");
     manager.stop(&sandbox.id).await.unwrap();
@@ -299,7 +307,9 @@ struct BridgeNetwork {
 impl BridgeNetwork {
     fn create() -> Self {
         let name = format!("autoheal-test-credentials-{}", std::process::id() % 100_000);
-        let _ = Command::new("docker").args(["network", "rm", &name]).output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &name])
+            .output();
         let out = Command::new("docker")
             .args([
                 "network",

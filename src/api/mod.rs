@@ -32,9 +32,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::config::{Secret, ServerConfig};
+use crate::connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
 use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
-use crate::connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
 pub use response::{ApiError, Body};
 pub use sandboxes::parse_create_body;
 

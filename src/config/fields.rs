@@ -144,6 +144,21 @@ impl Cidr {
     pub fn is_ipv4(&self) -> bool {
         self.address.is_ipv4()
     }
+
+    /// The first host address of an IPv4 network: where Docker puts a bridge's gateway when
+    /// the network was created without naming one.
+    pub fn first_ipv4_host(&self) -> Option<std::net::Ipv4Addr> {
+        let IpAddr::V4(address) = self.address else {
+            return None;
+        };
+        if self.prefix >= 31 {
+            return None;
+        }
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
+        Some(std::net::Ipv4Addr::from((u32::from(address) & mask) + 1))
+    }
 }
 
 impl fmt::Display for Cidr {

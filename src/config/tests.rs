@@ -430,3 +430,19 @@ fn blocked_addresses_default_to_imds_and_every_bad_entry_is_named() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_networks_first_host_is_where_docker_puts_its_gateway() {
+    let first = |cidr: &str| Cidr::parse(cidr).unwrap().first_ipv4_host();
+    assert_eq!(
+        first("198.18.120.0/24"),
+        Some("198.18.120.1".parse().unwrap())
+    );
+    assert_eq!(
+        first("198.18.120.77/16"),
+        Some("198.18.0.1".parse().unwrap())
+    );
+    assert_eq!(first("0.0.0.0/0"), Some("0.0.0.1".parse().unwrap()));
+    assert_eq!(first("198.18.120.1/32"), None);
+    assert_eq!(first("fd00::/64"), None);
+}

@@ -336,7 +336,11 @@ mod tests {
             "refused the moment the sandbox ends"
         );
         assert!(endpoint.credentials(b.expose(), HOST).await.is_ok());
-        assert_eq!(renew.renewals.load(Ordering::SeqCst), 0, "nothing near expiry");
+        assert_eq!(
+            renew.renewals.load(Ordering::SeqCst),
+            0,
+            "nothing near expiry"
+        );
         let doc = document(&got);
         assert_eq!(doc["AccessKeyId"], "ASIAA");
         assert_eq!(doc["Token"], "token");

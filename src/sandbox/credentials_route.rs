@@ -176,6 +176,10 @@ mod tests {
         assert_eq!(words.last().unwrap(), "198.18.100.1:40123");
         let subnet = Cidr::parse("198.18.100.0/24").unwrap();
         let to: SocketAddr = "198.18.100.1:40123".parse().unwrap();
-        assert_eq!(&words[2..], &rule(&subnet, to)[..], "what -S prints is what -C/-I took");
+        assert_eq!(
+            &words[2..],
+            &rule(&subnet, to)[..],
+            "what -S prints is what -C/-I took"
+        );
     }
 }

@@ -124,16 +124,13 @@ impl DockerBackend {
 
     /// The subnets of a network, or `None` when it does not exist.
     async fn network_subnets(&self, name: &str) -> Result<Option<Vec<Cidr>>, SandboxError> {
-        Ok(self
-            .network_ipam(name)
-            .await?
-            .map(|configs| {
-                configs
-                    .into_iter()
-                    .filter_map(|config| config.subnet)
-                    .filter_map(|subnet| Cidr::parse(&subnet).ok())
-                    .collect()
-            }))
+        Ok(self.network_ipam(name).await?.map(|configs| {
+            configs
+                .into_iter()
+                .filter_map(|config| config.subnet)
+                .filter_map(|subnet| Cidr::parse(&subnet).ok())
+                .collect()
+        }))
     }
 
     /// A network's IPAM configurations, or `None` when it does not exist.
@@ -243,10 +240,19 @@ impl SandboxBackend for DockerBackend {
             return Ok(None);
         }
         let configs = self.network_ipam(network).await?.unwrap_or_default();
+        // Docker 20.10 leaves `Gateway` out when the network was made with a subnet and no
+        // gateway; it is then the subnet's first host address.
         Ok(configs
             .iter()
-            .filter_map(|config| config.gateway.as_deref())
-            .filter_map(|gateway| gateway.parse::<IpAddr>().ok())
+            .filter_map(|config| match config.gateway.as_deref() {
+                Some(gateway) => gateway.parse::<IpAddr>().ok(),
+                None => config
+                    .subnet
+                    .as_deref()
+                    .and_then(|subnet| Cidr::parse(subnet).ok())
+                    .and_then(|subnet| subnet.first_ipv4_host())
+                    .map(IpAddr::V4),
+            })
             .find(IpAddr::is_ipv4))
     }
 

@@ -4,8 +4,8 @@
 //! An injected failure is the error an unreachable engine gives
 //! ([`SandboxError::Docker`]), so the manager's error mapping is what a real outage sees.
 
-use std::net::{IpAddr, SocketAddr};
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -39,6 +39,7 @@ mod spec;
 
 pub use audit::{AUDIT_FILE, AuditError, AuditLog, INTERRUPTED};
 pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
+pub use credentials_route::{ROUTE_COMMENT, SANDBOX_FACING_ADDRESS};
 pub use docker::{DockerBackend, SANDBOX_USER};
 pub use endpoint_delivery::{
     HOST_STATE_DIR_ENV, TOKEN_DIR, TOKEN_PATH_IN_SANDBOX, clear_stale_tokens,
@@ -55,4 +56,3 @@ pub use registry::HISTORY_OUTPUT_BUDGET;
 pub use spec::{
     Captured, ContainerSpec, LABEL_INTEGRATION, LABEL_MANAGED, LABEL_SANDBOX, Limits, MountedFile,
 };
-pub use credentials_route::{ROUTE_COMMENT, SANDBOX_FACING_ADDRESS};

@@ -323,7 +323,10 @@ async fn an_endpoint_token_lives_exactly_as_long_as_its_sandbox() {
     assert_eq!(manager.credentials_endpoint().len(), 1);
     assert!(tokens.join(&running.id).exists());
     manager.stop(&running.id).await.unwrap();
-    assert!(manager.credentials_endpoint().is_empty(), "revoked at the end");
+    assert!(
+        manager.credentials_endpoint().is_empty(),
+        "revoked at the end"
+    );
     assert!(!tokens.join(&running.id).exists(), "its file deleted");
 
     // A start that fails leaves no token behind either.
@@ -345,14 +348,20 @@ async fn the_endpoint_is_refused_where_a_sandbox_cannot_reach_it() {
     let state = state_dir();
     for network in ["none", "autoheal-sandbox"] {
         // The fake backend's bridge has no gateway to listen on.
-        let manager = manager_on(Arc::new(FakeBackend::new()), &endpoint_toml(network, &state));
+        let manager = manager_on(
+            Arc::new(FakeBackend::new()),
+            &endpoint_toml(network, &state),
+        );
         let refused = manager.create(ask(&["true"])).await.unwrap_err();
         assert_eq!(
             (refused.http_status(), refused.code()),
             (503, "credentials_endpoint_unavailable"),
             "{refused}"
         );
-        assert!(refused.to_string().contains("credentials = \"env\""), "{refused}");
+        assert!(
+            refused.to_string().contains("credentials = \"env\""),
+            "{refused}"
+        );
         assert_eq!(manager.running(), 0);
     }
     std::fs::remove_dir_all(&state).unwrap();
