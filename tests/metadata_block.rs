@@ -30,6 +30,8 @@ const FAKE_IMDS: &str = "198.18.214.254";
 /// The veth link between the host and the namespace.
 const HOST_SIDE: &str = "198.18.213.1";
 const NS_SIDE: &str = "198.18.213.2";
+/// The sandbox network's subnet.
+const SANDBOX_SUBNET: &str = "198.18.215.0/24";
 
 fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
@@ -129,6 +131,9 @@ impl StandIn {
             "docker",
             "network",
             "create",
+            // The test range, never a real network's (Docker's default pool is 172.17/16+).
+            "--subnet",
+            SANDBOX_SUBNET,
             "--label",
             "autoheal.test=true",
             &network,

@@ -8,6 +8,9 @@
 use std::time::SystemTime;
 
 use hyper::{Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -15,6 +18,7 @@ use serde_json::json;
 use super::AppState;
 use super::response::{Body, json, text};
 use crate::credentials::{Health, rfc3339};
+use crate::sandbox::credentials_endpoint::CredentialsEndpoint;
 
 pub fn healthz() -> Response<Body> {
     json(StatusCode::OK, &json!({"status": "ok"}))
@@ -67,6 +71,45 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
     json(status, &answer)
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The credentials endpoint's tokens in force and how its requests ended.
+fn register_credentials_endpoint(registry: &mut Registry, endpoint: &CredentialsEndpoint) {
+    let tokens: Gauge = Gauge::default();
+    tokens.set(endpoint.len() as i64);
+    registry.register(
+        "credentials_endpoint_tokens",
+        "Sandbox tokens the credentials endpoint accepts now (one per running sandbox with credentials = endpoint)",
+        tokens,
+    );
+    let requests = Family::<OutcomeLabel, Counter>::default();
+    for (outcome, count) in endpoint.outcomes().counts() {
+        requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(count);
+    }
+    registry.register(
+        "credentials_endpoint_requests",
+        "Requests to the credentials endpoint by outcome: served, unknown_token (made up, or its sandbox ended), wrong_address (another sandbox's token), unavailable",
+        requests,
+    );
+    let renewals: Counter = Counter::default();
+    renewals.inc_by(
+        endpoint
+            .outcomes()
+            .renewed
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    registry.register(
+        "credentials_endpoint_renewals",
+        "Sandbox credentials renewed ahead of expiry by the endpoint",
+        renewals,
+    );
+}
+
 pub fn metrics(state: &AppState) -> Response<Body> {
     let mut registry = Registry::with_prefix("autoheal");
     crate::credentials::metrics::register(
@@ -88,6 +131,7 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         "Sandboxes remembered, running and finished (finished ones at most sandbox.history)",
         known,
     );
+    register_credentials_endpoint(&mut registry, state.sandboxes.credentials_endpoint());
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &registry).expect("metrics encode");
     text(

@@ -103,3 +103,29 @@ pub fn get(state: &AppState, id: &str) -> Result<Response<Body>, ApiError> {
 pub async fn stop(state: &AppState, id: &str) -> Result<Response<Body>, ApiError> {
     Ok(json(StatusCode::OK, &state.sandboxes.stop(id).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_may_choose_how_credentials_are_delivered() {
+        let body = |credentials: &str| {
+            format!(
+                r#"{{"integration": "prod", "command": ["true"], "credentials": {credentials}}}"#
+            )
+        };
+        let chosen = parse_create_body(body(r#""endpoint""#).as_bytes()).unwrap();
+        assert_eq!(chosen.credentials, Some(CredentialsDelivery::Endpoint));
+        let default =
+            parse_create_body(br#"{"integration": "prod", "command": ["true"]}"#).unwrap();
+        assert_eq!(default.credentials, None, "sandbox.credentials decides");
+        let refused = parse_create_body(body(r#""files""#).as_bytes()).unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(
+            refused.message.starts_with("credentials:") && refused.message.contains("endpoint"),
+            "{}",
+            refused.message
+        );
+    }
+}

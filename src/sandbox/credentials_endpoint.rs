@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -90,11 +91,45 @@ struct Served {
     renew: Box<dyn Renew>,
 }
 
+/// How requests to the endpoint ended, counted since the daemon started (`/metrics`).
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub served: AtomicU64,
+    pub renewed: AtomicU64,
+    pub unknown_token: AtomicU64,
+    pub wrong_address: AtomicU64,
+    pub unavailable: AtomicU64,
+}
+
+impl Outcomes {
+    /// `(outcome, count)` for each outcome, as `/metrics` labels them.
+    pub fn counts(&self) -> [(&'static str, u64); 4] {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        [
+            ("served", get(&self.served)),
+            ("unknown_token", get(&self.unknown_token)),
+            ("wrong_address", get(&self.wrong_address)),
+            ("unavailable", get(&self.unavailable)),
+        ]
+    }
+
+    fn count(&self, result: &Result<(String, Credentials), Refusal>) {
+        let counter = match result {
+            Ok(_) => &self.served,
+            Err(Refusal::UnknownToken) => &self.unknown_token,
+            Err(Refusal::WrongPeer) => &self.wrong_address,
+            Err(Refusal::Unavailable(_)) => &self.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Every sandbox's token and credentials.
 #[derive(Debug)]
 pub struct CredentialsEndpoint {
     by_token: Mutex<HashMap<String, Arc<Served>>>,
     renew_ahead: Duration,
+    outcomes: Outcomes,
 }
 
 impl Default for CredentialsEndpoint {
@@ -108,7 +143,13 @@ impl CredentialsEndpoint {
         Self {
             by_token: Mutex::new(HashMap::new()),
             renew_ahead,
+            outcomes: Outcomes::default(),
         }
+    }
+
+    /// How requests ended so far.
+    pub fn outcomes(&self) -> &Outcomes {
+        &self.outcomes
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Served>>> {
@@ -166,6 +207,12 @@ impl CredentialsEndpoint {
         token: &str,
         from: IpAddr,
     ) -> Result<(String, Credentials), Refusal> {
+        let result = self.answer(token, from).await;
+        self.outcomes.count(&result);
+        result
+    }
+
+    async fn answer(&self, token: &str, from: IpAddr) -> Result<(String, Credentials), Refusal> {
         let key = digest(token);
         let served = self
             .lock()
@@ -189,6 +236,7 @@ impl CredentialsEndpoint {
                         credentials: renewed,
                         since: now,
                     };
+                    self.outcomes.renewed.fetch_add(1, Ordering::Relaxed);
                 }
                 // Nothing fresher yet (a shared cache not refreshed): keep what is held.
                 Ok(_) => {}
@@ -340,6 +388,15 @@ mod tests {
             renew.renewals.load(Ordering::SeqCst),
             0,
             "nothing near expiry"
+        );
+        assert_eq!(
+            endpoint.outcomes().counts(),
+            [
+                ("served", 3),
+                ("unknown_token", 2),
+                ("wrong_address", 0),
+                ("unavailable", 0)
+            ]
         );
         let doc = document(&got);
         assert_eq!(doc["AccessKeyId"], "ASIAA");
