@@ -296,7 +296,7 @@ pub fn replay(lines: Vec<AuditLine>, keep: usize) -> (VecDeque<SandboxInfo>, Vec
 }
 
 /// The API's view of a sandbox from its lines.
-fn info_of(start: Option<&AuditLine>, end: &AuditLine) -> SandboxInfo {
+pub fn info_of(start: Option<&AuditLine>, end: &AuditLine) -> SandboxInfo {
     let state = end.state.unwrap_or(SandboxState::Failed);
     SandboxInfo {
         id: end.id.clone(),

@@ -119,7 +119,7 @@ impl SandboxManager {
             let end = audit::interrupted(start, containers_removed);
             audit.record(&end)?;
             tracing::warn!(sandbox = %start.id, integration = %start.integration, "a sandbox was interrupted by the previous daemon's end; recorded as stopped");
-            finished.extend(audit::replay(vec![start.clone(), end], 1).0);
+            finished.push_back(audit::info_of(Some(start), &end));
         }
         let skip = finished.len().saturating_sub(history);
         for info in finished.into_iter().skip(skip) {
@@ -786,15 +786,12 @@ async fn own_session(
         None => Ok((credentials, asked, None)),
         Some(left) if left >= asked + START_MARGIN => Ok((credentials, asked, None)),
         Some(left) if renewable && left > START_MARGIN => Ok((credentials, asked, None)),
-        Some(left) if left > START_MARGIN + MIN_USEFUL_LIFETIME => {
-            let shortened = Duration::from_secs((left - START_MARGIN).as_secs());
-            let note = format!(
-                "the sandbox's own session lasts {}s (STS's cap for this role), so the deadline \
-                 was shortened from {} to {}: a sandbox never outlives its credentials",
-                left.as_secs(),
-                humantime::format_duration(asked),
-                humantime::format_duration(shortened)
+        Some(left) if let Some(shortened) = timeout_within(left) => {
+            let why = format!(
+                "the sandbox's own session lasts {}s (STS's cap for this role)",
+                left.as_secs()
             );
+            let note = shortened_note(&why, asked, shortened);
             Ok((credentials, shortened, Some(note)))
         }
         Some(left) => Err(SandboxError::Credentials(CredentialError::ExpiresTooSoon {
@@ -823,25 +820,38 @@ async fn credentials_for(
     {
         Ok(credentials) => Ok((credentials, asked, None)),
         Err(CredentialError::ExpiresTooSoon { remaining, .. })
-            if remaining > START_MARGIN + MIN_USEFUL_LIFETIME + Duration::from_secs(1) =>
+            if let Some(shortened) = timeout_within(remaining) =>
         {
-            let shortened = remaining - START_MARGIN - Duration::from_secs(1);
-            let shortened = Duration::from_secs(shortened.as_secs());
             let credentials = broker
                 .credentials_valid_for(name, shortened + START_MARGIN)
                 .await?;
-            let note = format!(
-                "the integration's credentials expire in {}s and fresher ones are not available yet, \
-                 so the deadline was shortened from {} to {}: a sandbox never outlives its credentials",
-                remaining.as_secs(),
-                humantime::format_duration(asked),
-                humantime::format_duration(shortened)
+            let why = format!(
+                "the integration's credentials expire in {}s and fresher ones are not available yet",
+                remaining.as_secs()
             );
+            let note = shortened_note(&why, asked, shortened);
             tracing::warn!(integration = %name, "{note}");
             Ok((credentials, shortened, Some(note)))
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// The longest timeout credentials valid for `remaining` more allow (the start margin and a
+/// second of rounding kept back), when it is still worth starting a sandbox for.
+fn timeout_within(remaining: Duration) -> Option<Duration> {
+    let usable = remaining.checked_sub(START_MARGIN + Duration::from_secs(1))?;
+    let usable = Duration::from_secs(usable.as_secs());
+    (usable >= MIN_USEFUL_LIFETIME).then_some(usable)
+}
+
+/// What the answer says when the deadline was shortened, and why.
+fn shortened_note(why: &str, asked: Duration, shortened: Duration) -> String {
+    format!(
+        "{why}, so the deadline was shortened from {} to {}: a sandbox never outlives its credentials",
+        humantime::format_duration(asked),
+        humantime::format_duration(shortened)
+    )
 }
 
 #[cfg(test)]
