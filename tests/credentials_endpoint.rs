@@ -201,10 +201,19 @@ async fn sdks_fetch_a_sandboxs_credentials_from_the_endpoint_and_nothing_leaks()
     }
     assert!(container_env(&inspected, "AWS_SECRET_ACCESS_KEY").is_none());
     assert!(container_env(&inspected, "AWS_SESSION_TOKEN").is_none());
-    let file_mode = std::os::unix::fs::MetadataExt::mode(
-        &std::fs::metadata(state.path().join(TOKEN_DIR)).unwrap(),
+    let mode = |path: std::path::PathBuf| {
+        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(path).unwrap()) & 0o777
+    };
+    assert_eq!(
+        mode(state.path().join(TOKEN_DIR)),
+        0o700,
+        "no other local user enters the directory"
     );
-    assert_eq!(file_mode & 0o777, 0o700, "no other local user enters it");
+    assert_eq!(
+        mode(state.path().join(TOKEN_DIR).join(&a.id)),
+        0o444,
+        "the sandbox's user (another uid) reads its file, whatever the daemon's umask"
+    );
 
     // boto3 (the test bed's virtualenv) through the same endpoint and token file.
     // Asynchronous: the endpoint answers from this test's own runtime.
@@ -354,6 +363,35 @@ async fn bridge_sandboxes_reach_the_endpoint_at_the_sdks_address_with_their_own_
     let bed = TestBed::start();
     let network = BridgeNetwork::create();
     let state = StateDir::new();
+    // What a previous daemon (another port) left behind: replaced, not kept beside ours.
+    let stale = Command::new("iptables")
+        .args([
+            "-t",
+            "nat",
+            "-I",
+            "PREROUTING",
+            "-s",
+            BRIDGE_SUBNET,
+            "-d",
+            "169.254.170.2/32",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "80",
+            "-m",
+            "comment",
+            "--comment",
+            ROUTE_COMMENT,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "198.18.120.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(stale.status.success(), "{stale:?}");
     let manager = bed
         .sandbox_manager(&config(&bed, state.path(), &network.name))
         .await;
@@ -395,6 +433,10 @@ get "$OTHER_TOKEN""#;
         .map(str::to_owned)
         .collect();
     assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(
+        !ours[0].contains("198.18.120.1:1 "),
+        "the stale rule is gone: {ours:?}"
+    );
     assert!(ours[0].contains("169.254.170.2/32") && ours[0].contains("--dport 80"));
     manager.stop(&other.id).await.unwrap();
 }

@@ -74,11 +74,20 @@ pub struct Registration {
     pub renew: Box<dyn Renew>,
 }
 
-#[derive(Debug)]
 struct Held {
     credentials: Credentials,
     /// When they were had: their life so far tells how early to renew them.
     since: SystemTime,
+}
+
+/// Only when they expire: not even the access key id goes to a debug print.
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("expiry", &self.credentials.expiry())
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -227,45 +236,64 @@ impl CredentialsEndpoint {
         {
             return Err(Refusal::WrongPeer);
         }
-        let mut held = served.held.lock().await;
-        let now = SystemTime::now();
-        if self.due(&held, served.needed_until, now) {
-            match served.renew.renew().await {
-                Ok(renewed) if expiry_after(&renewed, &held.credentials) => {
-                    *held = Held {
-                        credentials: renewed,
-                        since: now,
-                    };
-                    self.outcomes.renewed.fetch_add(1, Ordering::Relaxed);
-                }
-                // Nothing fresher yet (a shared cache not refreshed): keep what is held.
-                Ok(_) => {}
-                Err(err) if still_valid(&held.credentials, now) => {
-                    tracing::warn!(sandbox = %served.sandbox_id, error = %err, "renewing a sandbox's credentials failed; serving the ones still valid");
-                }
-                Err(err) => return Err(Refusal::Unavailable(err.to_string())),
-            }
+        // Its own task: an SDK that gives up waiting (they wait seconds) must not cancel a
+        // renewal halfway; the next request finds its result.
+        let renew_ahead = self.renew_ahead;
+        let sandbox_id = served.sandbox_id.clone();
+        let (credentials, renewed) = tokio::spawn(fresh(served, renew_ahead))
+            .await
+            .map_err(|join| Refusal::Unavailable(format!("the renewal task failed: {join}")))??;
+        if renewed {
+            self.outcomes.renewed.fetch_add(1, Ordering::Relaxed);
         }
         // Revoked while renewing: the sandbox has ended.
         if !self.lock().contains_key(&key) {
             return Err(Refusal::UnknownToken);
         }
-        Ok((served.sandbox_id.clone(), held.credentials.clone()))
+        Ok((sandbox_id, credentials))
     }
+}
 
-    /// Whether `held` should be renewed now: they expire before the sandbox's deadline and
-    /// are within the renew-ahead time (or half their life) of expiring.
-    fn due(&self, held: &Held, needed_until: SystemTime, now: SystemTime) -> bool {
-        let Some(expiry) = held.credentials.expiry() else {
-            return false;
-        };
-        if expiry >= needed_until {
-            return false;
-        }
-        let life = expiry.duration_since(held.since).unwrap_or_default();
-        let ahead = self.renew_ahead.min(life / 2);
-        expiry.duration_since(now).unwrap_or_default() <= ahead
+/// The credentials `served` holds, renewed first when due: `(credentials, renewed)`.
+async fn fresh(served: Arc<Served>, renew_ahead: Duration) -> Result<(Credentials, bool), Refusal> {
+    let mut held = served.held.lock().await;
+    let now = SystemTime::now();
+    if !due(&held, served.needed_until, now, renew_ahead) {
+        return Ok((held.credentials.clone(), false));
     }
+    match served.renew.renew().await {
+        Ok(renewed) if expiry_after(&renewed, &held.credentials) => {
+            *held = Held {
+                credentials: renewed,
+                since: now,
+            };
+            Ok((held.credentials.clone(), true))
+        }
+        // Nothing fresher yet (a shared cache not refreshed): keep what is held.
+        Ok(_) => Ok((held.credentials.clone(), false)),
+        Err(err) if still_valid(&held.credentials, now) => {
+            tracing::warn!(sandbox = %served.sandbox_id, error = %err, "renewing a sandbox's credentials failed; serving the ones still valid");
+            Ok((held.credentials.clone(), false))
+        }
+        Err(err) => {
+            tracing::warn!(sandbox = %served.sandbox_id, error = %err, "a sandbox's credentials expired and could not be renewed");
+            Err(Refusal::Unavailable(err.to_string()))
+        }
+    }
+}
+
+/// Whether `held` should be renewed now: they expire before the sandbox's deadline and are
+/// within the renew-ahead time (or half their life) of expiring.
+fn due(held: &Held, needed_until: SystemTime, now: SystemTime, renew_ahead: Duration) -> bool {
+    let Some(expiry) = held.credentials.expiry() else {
+        return false;
+    };
+    if expiry >= needed_until {
+        return false;
+    }
+    let life = expiry.duration_since(held.since).unwrap_or_default();
+    let ahead = renew_ahead.min(life / 2);
+    expiry.duration_since(now).unwrap_or_default() <= ahead
 }
 
 fn expiry_after(renewed: &Credentials, held: &Credentials) -> bool {

@@ -7,7 +7,8 @@
 //! `GET /v1/credentials` with `Authorization: <token>` and nothing else. Connections are
 //! bounded like the API's (`crate::connections`): at most [`MAX_CONNECTIONS`], a request
 //! head within [`HEADER_READ_TIMEOUT`], idle keep-alives closed after [`IDLE_TIMEOUT`].
-//! Refusals are logged with the peer address, never with the token.
+//! Refusals are counted in `/metrics` and logged at debug level with the peer address, never
+//! with the token.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -45,6 +46,9 @@ pub struct CredentialsServer {
     endpoint: Arc<CredentialsEndpoint>,
     /// Where it listens, by the address asked for.
     listening: tokio::sync::Mutex<HashMap<IpAddr, SocketAddr>>,
+    /// Bridge networks whose sandboxes are led here, and where to (kept up by the health
+    /// check: one entry per sandbox network ever used, so a handful).
+    routes: std::sync::Mutex<HashMap<String, SocketAddr>>,
     table: Arc<ConnectionTable>,
 }
 
@@ -53,12 +57,27 @@ impl CredentialsServer {
         Arc::new(Self {
             endpoint,
             listening: tokio::sync::Mutex::new(HashMap::new()),
+            routes: std::sync::Mutex::new(HashMap::new()),
             table: ConnectionTable::new(MAX_CONNECTIONS),
         })
     }
 
     pub fn endpoint(&self) -> &Arc<CredentialsEndpoint> {
         &self.endpoint
+    }
+
+    /// Notes that sandboxes on bridge `network` are led to `address`.
+    pub fn remember_route(&self, network: &str, address: SocketAddr) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .insert(network.to_owned(), address);
+    }
+
+    /// Every bridge network led here, and where to.
+    pub fn routes(&self) -> Vec<(String, SocketAddr)> {
+        let routes = self.routes.lock().expect("routes lock");
+        routes.iter().map(|(n, a)| (n.clone(), *a)).collect()
     }
 
     /// The socket address it serves on `ip` (a port the kernel chose), listening first when
@@ -166,15 +185,21 @@ async fn answer(
                 .expect("a valid response")
         }
         Err(refusal) => {
-            tracing::warn!(%peer, reason = %refusal, "refused a credentials request");
+            // Debug only: a hostile sandbox could flood the log; /metrics counts every
+            // refusal by kind.
+            tracing::debug!(%peer, reason = %refusal, "refused a credentials request");
             let status = StatusCode::from_u16(refusal.http_status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let code = match refusal {
-                Refusal::UnknownToken => "unknown_token",
-                Refusal::WrongPeer => "wrong_address",
-                Refusal::Unavailable(_) => "credentials_unavailable",
+            let (code, message) = match refusal {
+                Refusal::UnknownToken => ("unknown_token", refusal.to_string()),
+                Refusal::WrongPeer => ("wrong_address", refusal.to_string()),
+                // The cause (integration, role, STS's words) stays in the daemon's log.
+                Refusal::Unavailable(_) => (
+                    "credentials_unavailable",
+                    "fresh credentials could not be had; the daemon's log says why".to_owned(),
+                ),
             };
-            refuse(status, code, refusal.to_string())
+            refuse(status, code, message)
         }
     }
 }

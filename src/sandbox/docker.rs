@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, NetworkCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -171,7 +173,11 @@ impl DockerBackend {
             .await
             .ok()?;
         let networks = info.network_settings?.networks?;
-        networks.get(network)?.ip_address.as_deref()?.parse().ok()
+        // Named as configured; a network configured by its id is the container's only one.
+        let endpoint = networks
+            .get(network)
+            .or_else(|| (networks.len() == 1).then(|| networks.values().next())?)?;
+        endpoint.ip_address.as_deref()?.parse().ok()
     }
 
     async fn exit_code(&self, id: &str) -> Result<i64, SandboxError> {
@@ -200,10 +206,18 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         pids_limit: Some(i64::from(spec.limits.pids)),
         init: Some(true),
         network_mode: Some(spec.limits.network.clone()),
-        binds: (!spec.files.is_empty()).then(|| {
+        // A bind *mount* (not `binds`): a missing source is an error, never an empty
+        // directory the engine creates.
+        mounts: (!spec.files.is_empty()).then(|| {
             spec.files
                 .iter()
-                .map(|f| format!("{}:{}:ro", f.host_path.display(), f.container_path))
+                .map(|f| Mount {
+                    target: Some(f.container_path.clone()),
+                    source: Some(f.host_path.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                })
                 .collect()
         }),
         privileged: Some(false),

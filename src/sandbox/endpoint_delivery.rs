@@ -69,6 +69,7 @@ pub async fn offer(
         .await
         .map_err(|e| unavailable(format!("cannot listen on the gateway {gateway}: {e}")))?;
     backend.route_credentials(network, address).await?;
+    server.remember_route(network, address);
     Ok(format!("http://{SANDBOX_FACING_ADDRESS}{CREDENTIALS_PATH}"))
 }
 
@@ -143,7 +144,9 @@ fn host_view(state_dir: &Path) -> PathBuf {
 }
 
 /// Writes the token: the directory 0700 (only the daemon's user enters it), the file 0444
-/// (the sandbox's user, another uid, reads it through its own mount).
+/// (the sandbox's user, another uid, reads it through its own mount). Modes are set
+/// explicitly: the daemon's umask (the systemd unit's is 0077) must not take the sandbox's
+/// read permission away.
 fn write_token(dir: &Path, file: &Path, token: &Secret) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -151,9 +154,10 @@ fn write_token(dir: &Path, file: &Path, token: &Secret) -> std::io::Result<()> {
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o444)
+        .mode(0o400)
         .open(file)?;
-    out.write_all(token.expose().as_bytes())
+    out.write_all(token.expose().as_bytes())?;
+    out.set_permissions(std::fs::Permissions::from_mode(0o444))
 }
 
 /// Renews a sandbox's own session: the same name, tags and policy, as long as the sandbox
@@ -184,19 +188,31 @@ impl Renew for RenewOwnSession {
     }
 }
 
-/// Renews from the integration's shared cache (which refreshes ahead of expiry itself).
+/// Renews from the integration's shared cache (which refreshes ahead of expiry itself):
+/// credentials valid for `wanted` when it has them, else for `at_least` (a source whose
+/// credentials are short-lived, such as an instance role about to rotate).
 #[derive(Debug)]
 pub struct RenewShared {
     pub broker: Arc<CredentialBroker>,
     pub integration: String,
+    pub wanted: std::time::Duration,
     pub at_least: std::time::Duration,
 }
 
 #[async_trait]
 impl Renew for RenewShared {
     async fn renew(&self) -> Result<Credentials, CredentialError> {
-        self.broker
-            .credentials_valid_for(&self.integration, self.at_least)
+        match self
+            .broker
+            .credentials_valid_for(&self.integration, self.wanted)
             .await
+        {
+            Err(CredentialError::ExpiresTooSoon { .. }) => {
+                self.broker
+                    .credentials_valid_for(&self.integration, self.at_least)
+                    .await
+            }
+            other => other,
+        }
     }
 }

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::SandboxError;
 use super::audit::{self, AuditError, AuditLine, AuditLog};
-use super::backend::{OutputTask, SandboxBackend};
-use super::credentials_endpoint::{CredentialsEndpoint, Registration, Renew};
+use super::backend::{OutputTask, SandboxBackend, Started};
+use super::credentials_endpoint::{CredentialsEndpoint, RENEW_AHEAD, Registration, Renew};
 use super::credentials_server::CredentialsServer;
 use super::endpoint_delivery::{self, EndpointGrant, RenewOwnSession, RenewShared};
 use super::info::{SandboxInfo, SandboxRequest, SandboxState};
@@ -249,6 +249,7 @@ impl SandboxManager {
                     None => Box::new(RenewShared {
                         broker: generation.broker.clone(),
                         integration: integration.name.clone(),
+                        wanted: RENEW_AHEAD,
                         at_least: START_MARGIN,
                     }),
                 };
@@ -312,7 +313,13 @@ impl SandboxManager {
             audit.record(&AuditLine::start(&info))?;
         }
         self.starting().insert(id.clone());
-        let started = self.backend.start(&spec).await;
+        let started = match self.backend.start(&spec).await {
+            Ok(started) => {
+                self.pin_token(&id, &sandbox.network, grant.is_some(), started)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
         let started = match started {
             Ok(started) => started,
             Err(err) => {
@@ -325,11 +332,6 @@ impl SandboxManager {
                 return Err(err);
             }
         };
-        if let Some(address) = started.address
-            && grant.is_some()
-        {
-            self.credentials_endpoint().pin_peer(&id, address);
-        }
         let record = Arc::new(Record::new(info.clone(), started.container));
         self.registry.insert(id.clone(), record.clone());
         self.starting().remove(&id);
@@ -350,6 +352,35 @@ impl SandboxManager {
                 .await
         });
         Ok((info, record))
+    }
+
+    /// On a bridge network, ties a sandbox's endpoint token to the sandbox's address, so no
+    /// other address may use it. A sandbox whose address cannot be found is removed, never
+    /// left with a token any address could use.
+    async fn pin_token(
+        &self,
+        id: &str,
+        network: &str,
+        uses_endpoint: bool,
+        started: Started,
+    ) -> Result<Started, SandboxError> {
+        if !uses_endpoint || matches!(network, "host" | "none") {
+            return Ok(started);
+        }
+        if let Some(address) = started.address {
+            self.credentials_endpoint().pin_peer(id, address);
+            return Ok(started);
+        }
+        started.output.abort();
+        if let Err(err) = self.backend.remove(&started.container).await {
+            tracing::warn!(sandbox = %id, error = %err, "could not remove a sandbox whose address was not found; the reconcile removes it");
+        }
+        Err(SandboxError::CredentialsEndpoint {
+            network: network.to_owned(),
+            reason: "the sandbox's address on the network could not be found, so its token could \
+                     not be tied to it; the sandbox was removed"
+                .into(),
+        })
     }
 
     /// Records a sandbox's end; a failure is logged (the sandbox has ended either way).
@@ -564,7 +595,8 @@ impl SandboxManager {
     }
 
     /// Checks the engine every [`HEALTH_CHECK_EVERY`]; when it answers again after an
-    /// outage, reaps what was lost meanwhile. Runs until the task is aborted.
+    /// outage, reaps what was lost meanwhile; while it answers, keeps the credentials
+    /// endpoint's rules in place. Runs until the task is aborted.
     pub async fn run_health_checks(self: Arc<Self>) {
         let mut was_down = false;
         loop {
@@ -590,7 +622,17 @@ impl SandboxManager {
                         }
                     }
                 }
-                Ok(()) => {}
+                Ok(()) => self.keep_credentials_routes().await,
+            }
+        }
+    }
+
+    /// Puts back the rules that lead bridge sandboxes to the credentials endpoint, should a
+    /// firewall reload have dropped them: running sandboxes renew through them.
+    async fn keep_credentials_routes(&self) {
+        for (network, to) in self.credentials_server.routes() {
+            if let Err(err) = self.backend.route_credentials(&network, to).await {
+                tracing::warn!(%network, error = %err, "cannot keep the credentials endpoint's rule; sandboxes on this network cannot renew their credentials until it is back");
             }
         }
     }
