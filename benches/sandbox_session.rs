@@ -7,7 +7,8 @@
 //! Starts `autoheal serve` on the test bed with two integrations on the same role, one with
 //! `session = "per_sandbox"` (the default) and one with `session = "shared"`, and alternates
 //! `POST /v1/sandboxes` running `true` on each, 30 times, timing the start (until the 201:
-//! the container runs). Reports both medians and
+//! the container runs); a third series asks the own session with `"credentials":
+//! "endpoint"` (a token file and the endpoint instead of keys). Reports the medians and
 //! the per-sandbox session's extra share of the start time (the goal: under 10%), the STS
 //! calls per per-sandbox sandbox (exactly 1) and the IMDS credential fetches per 100
 //! sandboxes (at most 1: the instance role is cached). Run by `cargo test` with 3 runs each
@@ -98,7 +99,7 @@ async fn main() {
     .await;
     // Times the start (POST → 201: the container runs), then waits for the end so the next
     // start finds a free slot. Answers the sandbox id.
-    let sandbox = |integration: &'static str| {
+    let sandbox = |integration: &'static str, credentials: &'static str| {
         let http = http.clone();
         let base = base.clone();
         async move {
@@ -106,7 +107,8 @@ async fn main() {
             let answer: Value = http
                 .post(format!("{base}/v1/sandboxes"))
                 .bearer_auth(TOKEN)
-                .json(&json!({"integration": integration, "command": ["true"]}))
+                .json(&json!({"integration": integration, "command": ["true"],
+                              "credentials": credentials}))
                 .send()
                 .await
                 .unwrap()
@@ -133,23 +135,27 @@ async fn main() {
         }
     };
     // One of each first, unmeasured: the image is warm and the shared session cached.
-    sandbox("own").await;
-    sandbox("shared").await;
+    sandbox("own", "env").await;
+    sandbox("shared", "env").await;
+    sandbox("own", "endpoint").await;
     bed.clear_sts_requests().await;
     let imds_before = bed.imds_state().await["counters"]["credential_gets"]
         .as_u64()
         .unwrap();
 
-    let (mut own, mut shared) = (Vec::new(), Vec::new());
+    let (mut own, mut shared, mut endpoint) = (Vec::new(), Vec::new(), Vec::new());
     let mut own_ids = Vec::new();
     for _ in 0..runs {
-        let (took, id) = sandbox("own").await;
+        let (took, id) = sandbox("own", "env").await;
         own.push(took);
         own_ids.push(id);
-        shared.push(sandbox("shared").await.0);
+        shared.push(sandbox("shared", "env").await.0);
+        let (took, id) = sandbox("own", "endpoint").await;
+        endpoint.push(took);
+        own_ids.push(id);
     }
     for _ in 0..extra {
-        own_ids.push(sandbox("own").await.1);
+        own_ids.push(sandbox("own", "env").await.1);
     }
     let own_sandboxes = own_ids.len() as u64;
     let sts: Vec<Value> = bed.sts_requests().await;
@@ -168,7 +174,7 @@ async fn main() {
         .as_u64()
         .unwrap()
         - imds_before;
-    let (own_p50, shared_p50) = (median(own), median(shared));
+    let (own_p50, shared_p50, endpoint_p50) = (median(own), median(shared), median(endpoint));
     let extra_share = (own_p50.as_secs_f64() - shared_p50.as_secs_f64()) / own_p50.as_secs_f64();
     println!("sandbox start, {runs} runs each, alternating, image {IMAGE}, command `true`:");
     println!(
@@ -178,6 +184,10 @@ async fn main() {
     println!(
         "  shared session            median {:>7.1} ms",
         shared_p50.as_secs_f64() * 1e3
+    );
+    println!(
+        "  own session, endpoint     median {:>7.1} ms (token file, listener, no keys in env)",
+        endpoint_p50.as_secs_f64() * 1e3
     );
     println!(
         "  the own session's share of the start time: {:.1}% (goal: under 10%)",
