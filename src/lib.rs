@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod credentials;
+pub mod egress;
 pub mod exit_code;
 pub mod lifecycle;
 pub mod logging;

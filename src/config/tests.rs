@@ -446,3 +446,16 @@ fn a_networks_first_host_is_where_docker_puts_its_gateway() {
     assert_eq!(first("198.18.120.1/32"), None);
     assert_eq!(first("fd00::/64"), None);
 }
+
+#[test]
+fn a_network_contains_its_addresses_only() {
+    let net = |cidr: &str| Cidr::parse(cidr).unwrap();
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    assert!(net("169.254.169.254/32").contains(ip("169.254.169.254")));
+    assert!(!net("169.254.169.254/32").contains(ip("169.254.169.253")));
+    assert!(net("198.18.0.0/15").contains(ip("198.19.255.1")));
+    assert!(!net("198.18.0.0/15").contains(ip("198.20.0.1")));
+    assert!(net("fd00:ec2::254/128").contains(ip("fd00:ec2::254")));
+    assert!(!net("fd00:ec2::254/128").contains(ip("169.254.169.254")));
+    assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+}

@@ -1,0 +1,14 @@
+//! Egress control: a bridge sandbox reaches its integration's AWS APIs and nothing else.
+//!
+//! - `allowlist.rs`: which host names and ports one sandbox may reach;
+//! - `proxy.rs`: the allowlisting HTTP proxy (CONNECT tunnels, plain HTTP only for an
+//!   emulator's `endpoint_url`), per-sandbox accounting of what was allowed and refused.
+//!
+//! Work in progress (the default-deny firewall rules and the manager's wiring come next):
+//! nothing in the daemon uses it yet.
+
+mod allowlist;
+mod proxy;
+
+pub use allowlist::{Allowlist, Destination, HTTPS_PORT, HostPattern, MAPPED_ENDPOINT_HOST};
+pub use proxy::{EgressProxy, MAX_CONNECTIONS, REFUSALS_KEPT, Refusal, SandboxEgress};

@@ -1,0 +1,573 @@
+//! The egress proxy: the one way out of a bridge sandbox.
+//!
+//! Sandboxes get `HTTPS_PROXY`/`HTTP_PROXY` pointing here (the AWS SDKs honour them). A
+//! request is tied to its sandbox by its source address (registered when the sandbox
+//! starts); an address that is not a running sandbox's is refused. Then:
+//! - `CONNECT host:port`: allowed by the sandbox's [`Allowlist`] → the proxy resolves the
+//!   name itself, drops addresses a sandbox must never reach (loopback, link-local such as
+//!   IMDS, the blocked addresses, this host's own — unless the name is the integration's
+//!   `endpoint_url`), connects, answers 200 and copies bytes both ways. No TLS is terminated,
+//!   nothing is read or kept of the payload;
+//! - an absolute-form `GET http://host:port/…`: only for an `http://` `endpoint_url` (an
+//!   emulator), forwarded as is;
+//! - anything else, or a refusal: `403` with a one-line reason, so the agent's tool call
+//!   fails saying why.
+//!
+//! Every decision is counted (per sandbox and in `/metrics`); refusals are kept in the
+//! sandbox's record (at most [`REFUSALS_KEPT`]) and logged while that list has room, so a
+//! hostile sandbox cannot flood the log. A sandbox's tunnels are closed when it ends.
+//! Connections are bounded like the API's (`crate::connections`).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::allowlist::{Allowlist, Destination};
+use crate::config::Cidr;
+use crate::connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
+
+/// Open connections across every sandbox (tunnels included): an SDK keeps a handful per
+/// sandbox, and at most 1024 sandboxes run; beyond it the idlest is closed.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Refusals kept (and logged) per sandbox; later ones are counted only.
+pub const REFUSALS_KEPT: usize = 32;
+/// A request head must arrive within this of its first byte.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection without a request (not a tunnel) is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Connecting to an allowed destination: AWS answers in milliseconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request heads larger than this are refused.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// One destination a sandbox was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub host: String,
+    pub port: u16,
+    pub reason: String,
+}
+
+/// What one sandbox may reach, and what it tried.
+#[derive(Debug)]
+pub struct SandboxEgress {
+    sandbox_id: String,
+    allowlist: Allowlist,
+    allowed: AtomicU64,
+    refused_total: AtomicU64,
+    refused: Mutex<Vec<Refusal>>,
+    /// Becomes true when the sandbox ends: its tunnels close.
+    ended: watch::Sender<bool>,
+}
+
+impl SandboxEgress {
+    /// The refusals kept (the first [`REFUSALS_KEPT`]).
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.refused.lock().expect("refusals lock").clone()
+    }
+
+    /// Connections allowed and refused so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.allowed.load(Ordering::Relaxed),
+            self.refused_total.load(Ordering::Relaxed),
+        )
+    }
+
+    fn allow(&self, host: &str, port: u16) {
+        self.allowed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(sandbox = %self.sandbox_id, %host, port, decision = "allowed", "egress");
+    }
+
+    fn refuse(&self, host: &str, port: u16, reason: &str) {
+        self.refused_total.fetch_add(1, Ordering::Relaxed);
+        let mut kept = self.refused.lock().expect("refusals lock");
+        if kept.len() < REFUSALS_KEPT {
+            tracing::warn!(sandbox = %self.sandbox_id, %host, port, decision = "refused", %reason, "egress");
+            kept.push(Refusal {
+                host: host.to_owned(),
+                port,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}
+
+/// The proxy's sandboxes, listeners and totals.
+#[derive(Debug)]
+pub struct EgressProxy {
+    by_address: Mutex<HashMap<IpAddr, Arc<SandboxEgress>>>,
+    listening: tokio::sync::Mutex<HashMap<IpAddr, SocketAddr>>,
+    table: Arc<ConnectionTable>,
+    /// Addresses no destination may resolve to (`sandbox.blocked_addresses`).
+    blocked: Vec<Cidr>,
+    allowed: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl EgressProxy {
+    pub fn new(blocked: Vec<Cidr>) -> Arc<Self> {
+        Arc::new(Self {
+            by_address: Mutex::new(HashMap::new()),
+            listening: tokio::sync::Mutex::new(HashMap::new()),
+            table: ConnectionTable::new(MAX_CONNECTIONS),
+            blocked,
+            allowed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections allowed and refused since the daemon started (`/metrics`).
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.allowed.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Lets the sandbox at `address` out through the proxy, as far as `allowlist` goes.
+    pub fn admit(
+        &self,
+        sandbox_id: &str,
+        address: IpAddr,
+        allowlist: Allowlist,
+    ) -> Arc<SandboxEgress> {
+        let egress = Arc::new(SandboxEgress {
+            sandbox_id: sandbox_id.to_owned(),
+            allowlist,
+            allowed: AtomicU64::new(0),
+            refused_total: AtomicU64::new(0),
+            refused: Mutex::new(Vec::new()),
+            ended: watch::channel(false).0,
+        });
+        self.lock().insert(address, egress.clone());
+        egress
+    }
+
+    /// The sandbox at `address` has ended: nothing more goes out for it, its tunnels close.
+    pub fn release(&self, address: IpAddr) {
+        if let Some(egress) = self.lock().remove(&address) {
+            egress.ended.send_replace(true);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Arc<SandboxEgress>>> {
+        self.by_address.lock().expect("egress sandboxes lock")
+    }
+
+    /// The socket address it serves on `ip` (a port the kernel chose), listening first when
+    /// it does not yet.
+    pub async fn listen_on(self: &Arc<Self>, ip: IpAddr) -> std::io::Result<SocketAddr> {
+        let mut listening = self.listening.lock().await;
+        if let Some(address) = listening.get(&ip) {
+            return Ok(*address);
+        }
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "egress proxy listening for sandboxes");
+        listening.insert(ip, address);
+        let proxy = self.clone();
+        tokio::spawn(async move { proxy.accept(listener).await });
+        Ok(address)
+    }
+
+    async fn accept(self: Arc<Self>, listener: TcpListener) {
+        let mut backoff = AcceptBackoff::default();
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(pair) => pair,
+                Err(err) => {
+                    let pause = backoff.failed();
+                    tracing::warn!(error = %err, "egress proxy: accept failed; pausing");
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            backoff.succeeded();
+            let Admission::Admitted(registration) = self.table.admit() else {
+                tracing::warn!(%peer, "egress proxy: every connection is busy; refused one");
+                continue;
+            };
+            let proxy = self.clone();
+            let connection = registration.connection.clone();
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                let busy = connection.request();
+                async move {
+                    let response = proxy.handle(peer.ip(), request).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let tracked = Tracked::new(stream, registration.connection.clone());
+            let served = http1::Builder::new()
+                .header_read_timeout(None)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(tracked), service)
+                .with_upgrades();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = served => {}
+                    () = registration.connection.evicted() => {}
+                    () = registration.connection.timed_out(HEADER_READ_TIMEOUT, IDLE_TIMEOUT) => {}
+                }
+                drop(registration);
+            });
+        }
+    }
+
+    async fn handle(&self, peer: IpAddr, request: Request<Incoming>) -> Response<ProxyBody> {
+        let Some(egress) = self.lock().get(&peer).cloned() else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "egress refused: this address is not a running sandbox's",
+            );
+        };
+        let (host, port) = match target(&request) {
+            Ok(target) => target,
+            Err(reason) => return refuse(StatusCode::BAD_REQUEST, &reason),
+        };
+        let tunnel = request.method() == Method::CONNECT;
+        let decided = if tunnel {
+            egress.allowlist.tunnel(&host, port)
+        } else {
+            egress.allowlist.plain(&host, port)
+        };
+        let connected = match decided {
+            Ok(destination) => self.connect(&destination).await,
+            Err(reason) => Err(reason),
+        };
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(reason) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                egress.refuse(&host, port, &reason);
+                return refuse(StatusCode::FORBIDDEN, &format!("egress refused: {reason}"));
+            }
+        };
+        self.allowed.fetch_add(1, Ordering::Relaxed);
+        egress.allow(&host, port);
+        if tunnel {
+            tokio::spawn(relay(request, stream, egress.ended.subscribe()));
+            Response::new(empty())
+        } else {
+            forward(request, stream).await
+        }
+    }
+
+    /// Resolves `destination` and connects to the first address a sandbox may reach.
+    async fn connect(&self, destination: &Destination) -> Result<TcpStream, String> {
+        let name = (destination.host.as_str(), destination.port);
+        let resolved: Vec<SocketAddr> =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(name))
+                .await
+                .map_err(|_| format!("{}: resolving the name timed out", destination.host))?
+                .map_err(|e| format!("{}: cannot resolve the name ({e})", destination.host))?
+                .collect();
+        let reachable: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|a| destination.endpoint || self.may_reach(a.ip()))
+            .collect();
+        let Some(first) = reachable.first() else {
+            return Err(format!(
+                "{} resolves only to addresses sandboxes may not reach (loopback, link-local, blocked, this host)",
+                destination.host
+            ));
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(first))
+            .await
+            .map_err(|_| format!("{}: connecting timed out", destination.host))?
+            .map_err(|e| format!("{}: cannot connect ({e})", destination.host))
+    }
+
+    /// Whether a sandbox may reach `ip` by an allowlisted name: private addresses yes (VPC
+    /// endpoints resolve to them), loopback, link-local, blocked and this host's own no.
+    fn may_reach(&self, ip: IpAddr) -> bool {
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        !(ip.is_loopback()
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            || link_local
+            || self.blocked.iter().any(|b| b.contains(ip))
+            || is_this_host(ip))
+    }
+}
+
+/// An address is this host's own when a socket can be bound to it.
+fn is_this_host(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// The `host:port` a request asks for: CONNECT's authority, or an absolute URI's.
+fn target(request: &Request<Incoming>) -> Result<(String, u16), String> {
+    let uri = request.uri();
+    let Some(authority) = uri.authority() else {
+        return Err(
+            "this is an egress proxy: send CONNECT host:443 (HTTPS_PROXY), or an absolute http:// URI"
+                .into(),
+        );
+    };
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        _ => 443,
+    };
+    let host = authority.host().trim_matches(['[', ']']).to_owned();
+    Ok((host, authority.port_u16().unwrap_or(default_port)))
+}
+
+/// Copies bytes both ways between the upgraded client connection and `upstream`, until
+/// either side closes or the sandbox ends.
+async fn relay(
+    request: Request<Incoming>,
+    mut upstream: TcpStream,
+    mut ended: watch::Receiver<bool>,
+) {
+    let upgraded = match hyper::upgrade::on(request).await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(error = %err, "egress proxy: the client never used its tunnel");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(upgraded);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        _ = ended.wait_for(|ended| *ended) => {}
+    }
+}
+
+/// Sends an absolute-form request on to `upstream` (origin-form, headers as they came) and
+/// answers what it answers.
+async fn forward(mut request: Request<Incoming>, upstream: TcpStream) -> Response<ProxyBody> {
+    let origin_form = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    *request.uri_mut() = match origin_form.parse() {
+        Ok(uri) => uri,
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "egress refused: a malformed path"),
+    };
+    request.headers_mut().remove("proxy-connection");
+    request.headers_mut().remove("proxy-authorization");
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(pair) => pair,
+            Err(err) => {
+                return refuse(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("egress: the destination failed: {err}"),
+                );
+            }
+        };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    match sender.send_request(request).await {
+        Ok(response) => response.map(|body| body.boxed()),
+        Err(err) => refuse(
+            StatusCode::BAD_GATEWAY,
+            &format!("egress: the destination failed: {err}"),
+        ),
+    }
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A refusal: the status and a one-line reason the agent can read.
+fn refuse(status: StatusCode, reason: &str) -> Response<ProxyBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(
+            Full::new(Bytes::from(format!("{reason}\n")))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::egress::{HostPattern, MAPPED_ENDPOINT_HOST};
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// A stand-in destination on loopback: answers every connection with `greeting`, then
+    /// echoes what it reads.
+    async fn destination(greeting: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = stream.write_all(greeting).await;
+                    let mut buffer = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buffer).await {
+                        if n == 0 || stream.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// A proxy on loopback whose one sandbox is this test (address 127.0.0.1).
+    async fn proxy(
+        endpoint_port: u16,
+        patterns: &[&str],
+    ) -> (Arc<EgressProxy>, Arc<SandboxEgress>, SocketAddr) {
+        let proxy = EgressProxy::new(vec![Cidr::parse("169.254.169.254/32").unwrap()]);
+        let address = proxy.listen_on(LOOPBACK).await.unwrap();
+        let patterns: Vec<HostPattern> = patterns
+            .iter()
+            .map(|p| HostPattern::parse(p).unwrap())
+            .collect();
+        let allowlist = Allowlist::new(
+            "us-east-1",
+            Some(&format!("http://127.0.0.1:{endpoint_port}")),
+            &patterns,
+        );
+        let egress = proxy.admit("sandbox1", LOOPBACK, allowlist);
+        (proxy, egress, address)
+    }
+
+    /// Sends `head` and reads until `until` has been seen (or the connection closes).
+    async fn exchange(stream: &mut TcpStream, head: &str, until: &str) -> String {
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(until) {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_to_an_allowed_name_carries_bytes_both_ways_until_the_sandbox_ends() {
+        let port = destination(b"hello\n").await;
+        let (proxy, egress, address) = proxy(port, &[]).await;
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "CONNECT {MAPPED_ENDPOINT_HOST}:{port} HTTP/1.1\r\nHost: {MAPPED_ENDPOINT_HOST}:{port}\r\n\r\n"
+        );
+        let answer = exchange(&mut client, &head, "hello\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(exchange(&mut client, "ping\n", "ping\n").await, "ping\n");
+        assert_eq!(egress.counts(), (1, 0));
+        proxy.release(LOOPBACK);
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the tunnel closes when the sandbox ends");
+    }
+
+    #[tokio::test]
+    async fn plain_http_reaches_the_emulator_by_its_mapped_name_only() {
+        let port = destination(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
+        let (_proxy, egress, address) = proxy(port, &[]).await;
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "GET http://{MAPPED_ENDPOINT_HOST}:{port}/ HTTP/1.1\r\nHost: {MAPPED_ENDPOINT_HOST}:{port}\r\n\r\n"
+        );
+        let answer = exchange(&mut client, &head, "ok\n").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+            "{answer}"
+        );
+        assert_eq!(egress.counts(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn refusals_answer_403_with_the_reason_and_are_kept() {
+        let port = destination(b"").await;
+        let (proxy, egress, address) = proxy(port, &["localhost"]).await;
+        for (head, reason) in [
+            (
+                "CONNECT attacker.example:443 HTTP/1.1\r\nHost: attacker.example:443\r\n\r\n",
+                "not on this sandbox's egress allowlist",
+            ),
+            (
+                "CONNECT logs.us-east-1.amazonaws.com:22 HTTP/1.1\r\nHost: x\r\n\r\n",
+                "only port 443",
+            ),
+            // Allowed by name, but it resolves to loopback: never, except for endpoint_url.
+            (
+                "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+                "resolves only to addresses sandboxes may not reach",
+            ),
+            (
+                "GET http://logs.us-east-1.amazonaws.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+                "plain HTTP is refused",
+            ),
+        ] {
+            let mut client = TcpStream::connect(address).await.unwrap();
+            let answer = exchange(&mut client, head, reason).await;
+            assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+            assert!(answer.contains(reason), "{reason}: {answer}");
+        }
+        let refusals = egress.refusals();
+        assert_eq!(refusals.len(), 4);
+        assert_eq!(refusals[0].host, "attacker.example");
+        assert_eq!(refusals[0].port, 443);
+        assert_eq!(egress.counts(), (0, 4));
+        assert_eq!(proxy.totals(), (0, 4));
+
+        // After the sandbox ends its address is nobody's: refused.
+        proxy.release(LOOPBACK);
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let head = format!("CONNECT {MAPPED_ENDPOINT_HOST}:{port} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answer = exchange(&mut client, &head, "running sandbox").await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn refusals_kept_per_sandbox_are_bounded() {
+        let (_proxy, egress, address) = proxy(1, &[]).await;
+        for n in 0..(REFUSALS_KEPT + 8) {
+            let mut client = TcpStream::connect(address).await.unwrap();
+            let head = format!("CONNECT host{n}.attacker.example:443 HTTP/1.1\r\nHost: x\r\n\r\n");
+            exchange(&mut client, &head, "allowlist").await;
+        }
+        assert_eq!(egress.refusals().len(), REFUSALS_KEPT);
+        assert_eq!(egress.counts().1, (REFUSALS_KEPT + 8) as u64);
+    }
+}
