@@ -307,61 +307,10 @@ async fn credentials_near_expiry_are_renewed_for_a_sandbox_that_outlives_them() 
     manager.stop(&sandbox.id).await.unwrap();
 }
 
-/// The test's Docker network in the benchmarking range, and the rules the daemon wrote for
-/// it; all removed on drop.
-struct BridgeNetwork {
-    name: String,
-}
-
-impl BridgeNetwork {
-    fn create() -> Self {
-        let name = format!("autoheal-test-credentials-{}", std::process::id() % 100_000);
-        let _ = Command::new("docker")
-            .args(["network", "rm", &name])
-            .output();
-        let out = Command::new("docker")
-            .args([
-                "network",
-                "create",
-                "--subnet",
-                BRIDGE_SUBNET,
-                "--label",
-                "autoheal.test=true",
-                &name,
-            ])
-            .output()
-            .expect("docker network create");
-        assert!(out.status.success(), "{out:?}");
-        Self { name }
-    }
-}
-
-impl Drop for BridgeNetwork {
-    fn drop(&mut self) {
-        for (table, chain) in [("nat", "PREROUTING"), ("filter", "DOCKER-USER")] {
-            let listing = Command::new("iptables")
-                .args(["-t", table, "-S", chain])
-                .output()
-                .expect("iptables");
-            for rule in String::from_utf8_lossy(&listing.stdout).lines() {
-                if rule.contains(BRIDGE_SUBNET) && rule.contains("autoheal") {
-                    let spec = rule.replacen("-A ", "-D ", 1);
-                    let _ = Command::new("sh")
-                        .args(["-c", &format!("iptables -t {table} {spec}")])
-                        .output();
-                }
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.name])
-            .output();
-    }
-}
-
 #[tokio::test]
 async fn bridge_sandboxes_reach_the_endpoint_at_the_sdks_address_with_their_own_token_only() {
     let bed = TestBed::start();
-    let network = BridgeNetwork::create();
+    let network = support::BridgeNetwork::create("credentials", BRIDGE_SUBNET);
     let state = StateDir::new();
     // What a previous daemon (another port) left behind: replaced, not kept beside ours.
     let stale = Command::new("iptables")

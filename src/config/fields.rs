@@ -268,6 +268,80 @@ impl SessionMode {
     }
 }
 
+/// A host pattern from `sandbox.egress_allow`: an exact name, or `*.` and a suffix (any name
+/// below it, not the suffix itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern(String);
+
+impl Serialize for HostPattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl HostPattern {
+    /// Parses a pattern; the error says what a pattern looks like.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        let name = lower.strip_prefix("*.").unwrap_or(&lower);
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if valid {
+            Ok(Self(lower))
+        } else {
+            Err(format!(
+                "not a host name pattern: {text:?} (a name such as \"vpce-1.logs.us-east-1.vpce.amazonaws.com\", or \"*.\" and a name)"
+            ))
+        }
+    }
+
+    /// Whether `host` (lower case, no trailing dot) is this name or below this `*.` suffix.
+    pub fn matches(&self, host: &str) -> bool {
+        match self.0.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            None => host == self.0,
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a bridge sandbox may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Egress {
+    /// Its integration's AWS endpoints (and `egress_allow`), through the daemon's proxy.
+    Aws,
+    /// Anything, as a plain Docker bridge allows (logged as a warning).
+    Open,
+}
+
+impl Egress {
+    pub const NAMES: [&'static str; 2] = ["aws", "open"];
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "aws" => Ok(Self::Aws),
+            "open" => Ok(Self::Open),
+            other => Err(format!(
+                "unknown egress {other:?} (expected one of: {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// How a sandbox receives its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -19,7 +19,8 @@ use bytesize::ByteSize;
 use serde::Serialize;
 
 pub use fields::{
-    AccountId, AuthMethod, Cidr, CredentialsDelivery, LogFormat, Region, RoleArn, SessionMode,
+    AccountId, AuthMethod, Cidr, CredentialsDelivery, Egress, HostPattern, LogFormat, Region,
+    RoleArn, SessionMode,
 };
 pub use load::{ConfigError, ConfigIssue, DEFAULT_CONFIG_PATH, load, load_from_str};
 pub use secret::{REDACTED, Secret};
@@ -162,6 +163,10 @@ pub struct SandboxConfig {
     pub images: Vec<String>,
     /// How sandboxes receive credentials unless a request says otherwise.
     pub credentials: CredentialsDelivery,
+    /// What bridge sandboxes may reach.
+    pub egress: Egress,
+    /// Host name patterns bridge sandboxes may reach besides their AWS endpoints.
+    pub egress_allow: Vec<HostPattern>,
 }
 
 /// `[oidc]`: the daemon as its own OIDC issuer.

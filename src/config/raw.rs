@@ -75,6 +75,8 @@ pub struct RawSandbox {
     pub history: Option<Scalar>,
     pub images: Option<Scalar>,
     pub credentials: Option<Scalar>,
+    pub egress: Option<Scalar>,
+    pub egress_allow: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -13,7 +13,8 @@ use bytesize::ByteSize;
 use regex::Regex;
 
 use super::fields::{
-    AccountId, AuthMethod, Cidr, CredentialsDelivery, LogFormat, Region, RoleArn, SessionMode,
+    AccountId, AuthMethod, Cidr, CredentialsDelivery, Egress, LogFormat, Region, RoleArn,
+    SessionMode,
 };
 use super::load::ConfigIssue;
 use super::raw::{RawConfig, RawIntegration, Scalar, Unknown};
@@ -391,6 +392,8 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "history",
             "images",
             "credentials",
+            "egress",
+            "egress_allow",
         ],
     );
     let image = c.text_or("sandbox.image", raw.image.as_ref(), DEFAULT_SANDBOX_IMAGE);
@@ -470,6 +473,20 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             CredentialsDelivery::parse,
         )
         .unwrap_or(CredentialsDelivery::Env);
+    let egress = c
+        .parsed("sandbox.egress", raw.egress.as_ref(), Egress::parse)
+        .unwrap_or(Egress::Aws);
+    let mut egress_allow = Vec::new();
+    for (i, text) in c
+        .list("sandbox.egress_allow", raw.egress_allow.as_ref(), &[])
+        .iter()
+        .enumerate()
+    {
+        match super::fields::HostPattern::parse(text) {
+            Ok(pattern) => egress_allow.push(pattern),
+            Err(message) => c.issue(&format!("sandbox.egress_allow[{i}]"), message),
+        }
+    }
     SandboxConfig {
         image,
         network,
@@ -482,6 +499,8 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         history: history as usize,
         images,
         credentials,
+        egress,
+        egress_allow,
     }
 }
 

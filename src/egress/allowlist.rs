@@ -10,7 +10,7 @@
 //! sandbox's loopback: the sandbox is told [`MAPPED_ENDPOINT_HOST`] instead, which the proxy
 //! maps back to the configured host.
 
-use std::fmt;
+use crate::config::HostPattern;
 
 /// The name a sandbox uses for an `endpoint_url` on the host's loopback.
 pub const MAPPED_ENDPOINT_HOST: &str = "aws-endpoint.autoheal.internal";
@@ -26,48 +26,6 @@ const SERVICES: [&str; 7] = [
     "elasticache",
     "sts",
 ];
-
-/// A host pattern from `sandbox.egress_allow`: an exact name, or `*.` and a suffix (any name
-/// below it, not the suffix itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern(String);
-
-impl HostPattern {
-    /// Parses a pattern; the error says what a pattern looks like.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let lower = text.trim().to_ascii_lowercase();
-        let name = lower.strip_prefix("*.").unwrap_or(&lower);
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if valid {
-            Ok(Self(lower))
-        } else {
-            Err(format!(
-                "not a host name pattern: {text:?} (a name such as \"vpce-1.logs.us-east-1.vpce.amazonaws.com\", or \"*.\" and a name)"
-            ))
-        }
-    }
-
-    fn matches(&self, host: &str) -> bool {
-        match self.0.strip_prefix("*.") {
-            Some(suffix) => host
-                .strip_suffix(suffix)
-                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
-            None => host == self.0,
-        }
-    }
-}
-
-impl fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Where an allowed request goes, and how the proxy may treat its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,8 +151,8 @@ impl Allowlist {
                 });
             }
         }
-        let listed = self.aws_hosts.contains(&host)
-            || self.patterns.iter().any(|p| p.matches(&host));
+        let listed =
+            self.aws_hosts.contains(&host) || self.patterns.iter().any(|p| p.matches(&host));
         if !listed {
             return Err(format!(
                 "{host} is not on this sandbox's egress allowlist (the integration's AWS endpoints; add others with sandbox.egress_allow)"

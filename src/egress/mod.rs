@@ -10,5 +10,6 @@
 mod allowlist;
 mod proxy;
 
-pub use allowlist::{Allowlist, Destination, HTTPS_PORT, HostPattern, MAPPED_ENDPOINT_HOST};
+pub use crate::config::HostPattern;
+pub use allowlist::{Allowlist, Destination, HTTPS_PORT, MAPPED_ENDPOINT_HOST};
 pub use proxy::{EgressProxy, MAX_CONNECTIONS, REFUSALS_KEPT, Refusal, SandboxEgress};

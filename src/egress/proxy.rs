@@ -53,6 +53,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request heads larger than this are refused.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A sandbox's address is known only once its container runs, and its first request may
+/// come sooner: an unknown address waits this long for its sandbox's admission.
+const ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -113,6 +116,8 @@ impl SandboxEgress {
 #[derive(Debug)]
 pub struct EgressProxy {
     by_address: Mutex<HashMap<IpAddr, Arc<SandboxEgress>>>,
+    /// Wakes requests waiting for their sandbox's admission.
+    admitted: tokio::sync::Notify,
     listening: tokio::sync::Mutex<HashMap<IpAddr, SocketAddr>>,
     table: Arc<ConnectionTable>,
     /// Addresses no destination may resolve to (`sandbox.blocked_addresses`).
@@ -125,6 +130,7 @@ impl EgressProxy {
     pub fn new(blocked: Vec<Cidr>) -> Arc<Self> {
         Arc::new(Self {
             by_address: Mutex::new(HashMap::new()),
+            admitted: tokio::sync::Notify::new(),
             listening: tokio::sync::Mutex::new(HashMap::new()),
             table: ConnectionTable::new(MAX_CONNECTIONS),
             blocked,
@@ -157,7 +163,23 @@ impl EgressProxy {
             ended: watch::channel(false).0,
         });
         self.lock().insert(address, egress.clone());
+        self.admitted.notify_waiters();
         egress
+    }
+
+    /// The sandbox at `address`, waiting up to [`ADMISSION_WAIT`] for its admission.
+    async fn sandbox_at(&self, address: IpAddr) -> Option<Arc<SandboxEgress>> {
+        let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
+        loop {
+            // Registered before the look-up, so an admission in between is not missed.
+            let admitted = self.admitted.notified();
+            if let Some(egress) = self.lock().get(&address).cloned() {
+                return Some(egress);
+            }
+            if tokio::time::timeout_at(deadline, admitted).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// The sandbox at `address` has ended: nothing more goes out for it, its tunnels close.
@@ -233,7 +255,7 @@ impl EgressProxy {
     }
 
     async fn handle(&self, peer: IpAddr, request: Request<Incoming>) -> Response<ProxyBody> {
-        let Some(egress) = self.lock().get(&peer).cloned() else {
+        let Some(egress) = self.sandbox_at(peer).await else {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return refuse(
                 StatusCode::FORBIDDEN,

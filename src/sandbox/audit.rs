@@ -312,6 +312,7 @@ pub fn info_of(start: Option<&AuditLine>, end: &AuditLine) -> SandboxInfo {
         session_name: end.session_name.clone(),
         capabilities: end.capabilities.clone(),
         credentials: end.credentials,
+        egress_refused: Vec::new(),
         exit_code: end.exit_code,
         stdout: None,
         stderr: None,

@@ -37,6 +37,11 @@ pub enum SandboxError {
         "sandboxes on network {network:?} cannot receive credentials from the endpoint ({reason}). Use credentials = \"env\", or run the daemon as root or with CAP_NET_ADMIN and iptables installed (docs/security.md, credentials delivery)"
     )]
     CredentialsEndpoint { network: String, reason: String },
+    /// The egress proxy cannot be offered to the sandbox (503): it never starts unfenced.
+    #[error(
+        "refusing to start sandboxes on network {network:?} without their egress proxy ({reason}). Set sandbox.egress = \"open\" to start them without it (docs/security.md)"
+    )]
+    Egress { network: String, reason: String },
     /// The daemon is draining (503).
     #[error("the daemon is shutting down and starts no new sandboxes")]
     ShuttingDown,
@@ -87,6 +92,7 @@ impl SandboxError {
             | Self::Docker { .. }
             | Self::MetadataBlock { .. }
             | Self::CredentialsEndpoint { .. }
+            | Self::Egress { .. }
             | Self::Audit(_)
             | Self::ShuttingDown => 503,
         }
@@ -104,6 +110,7 @@ impl SandboxError {
             Self::Docker { .. } => "docker_unavailable",
             Self::MetadataBlock { .. } => "metadata_block_unavailable",
             Self::CredentialsEndpoint { .. } => "credentials_endpoint_unavailable",
+            Self::Egress { .. } => "egress_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::AtCapacity { .. } => "too_many_sandboxes",
             Self::ImageNotAllowed { .. } => "image_not_allowed",

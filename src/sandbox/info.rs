@@ -21,6 +21,10 @@ pub const MAX_ENV_VARS: usize = 64;
 /// document, not a payload (the whole request body is capped at 64 KiB anyway).
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 
+/// The proxy variables the daemon sets (in either case): a request must not point a
+/// sandbox around its egress proxy.
+const PROXY_VARIABLES: [&str; 4] = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+
 /// What a caller asks for.
 #[derive(Debug, Clone)]
 pub struct SandboxRequest {
@@ -82,6 +86,11 @@ impl SandboxRequest {
             if key.starts_with("AWS_") || key.starts_with("AUTOHEAL_") {
                 return bad(format!(
                     "env: {key} is reserved: the daemon sets AWS_* and AUTOHEAL_* itself"
+                ));
+            }
+            if PROXY_VARIABLES.contains(&key.to_ascii_uppercase().as_str()) {
+                return bad(format!(
+                    "env: {key} is reserved: the daemon sets the proxy variables itself"
                 ));
             }
             if has_nul_or_too_long(value) {
@@ -150,6 +159,10 @@ pub struct SandboxInfo {
     pub capabilities: Option<Vec<Capability>>,
     /// How the credentials reach the sandbox: `env` or `endpoint`.
     pub credentials: CredentialsDelivery,
+    /// Destinations its egress proxy refused (bridge sandboxes with `egress = "aws"`; the
+    /// first `egress::REFUSALS_KEPT`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub egress_refused: Vec<crate::egress::Refusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -232,6 +245,12 @@ mod tests {
         r.env.insert("1BAD".into(), "x".into());
         assert!(message(&r).contains("not a valid variable name"));
         let mut r = request(&["true"]);
+        r.env.insert("no_proxy".into(), "*".into());
+        assert!(message(&r).contains("proxy variables"));
+        let mut r = request(&["true"]);
+        r.env.insert("1BAD".into(), "x".into());
+        assert!(message(&r).contains("not a valid variable name"));
+        let mut r = request(&["true"]);
         r.image = Some(" ".into());
         assert!(message(&r).starts_with("image:"));
         let mut r = request(&["true"]);
@@ -260,6 +279,7 @@ mod tests {
             session_name: None,
             capabilities: None,
             credentials: CredentialsDelivery::Env,
+            egress_refused: Vec::new(),
             exit_code: Some(0),
             stdout: Some("out".into()),
             stderr: Some("err".into()),

@@ -31,12 +31,16 @@ use super::audit::{self, AuditError, AuditLine, AuditLog};
 use super::backend::{OutputTask, SandboxBackend, Started};
 use super::credentials_endpoint::{CredentialsEndpoint, RENEW_AHEAD, Registration, Renew};
 use super::credentials_server::CredentialsServer;
+use super::egress_lease::{self, EgressLease};
 use super::endpoint_delivery::{self, EndpointGrant, RenewOwnSession, RenewShared};
 use super::info::{SandboxInfo, SandboxRequest, SandboxState};
 use super::registry::{Record, Registry, Slot};
 use super::spec::{ContainerSpec, Limits, rfc3339};
-use crate::config::{Config, CredentialsDelivery, IntegrationConfig, SandboxConfig, Secret};
+use crate::config::{
+    Config, CredentialsDelivery, Egress, IntegrationConfig, SandboxConfig, Secret,
+};
 use crate::credentials::{CredentialBroker, CredentialError, SessionRequest};
+use crate::egress::{Allowlist, EgressProxy};
 use crate::lifecycle::LiveConfig;
 use crate::tools::Capability;
 
@@ -75,6 +79,8 @@ pub struct SandboxManager {
     audit: Option<Arc<AuditLog>>,
     /// Serves credentials to sandboxes that take them from the endpoint.
     credentials_server: Arc<CredentialsServer>,
+    /// The one way out of bridge sandboxes (`sandbox.egress = "aws"`).
+    egress: Arc<EgressProxy>,
 }
 
 impl SandboxManager {
@@ -83,14 +89,20 @@ impl SandboxManager {
     pub fn new(backend: Arc<dyn SandboxBackend>, live: Arc<LiveConfig>) -> Self {
         Self {
             backend,
-            live,
             registry: Registry::default(),
             starting: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
             starts_in_flight: tokio::sync::RwLock::new(()),
             audit: None,
             credentials_server: CredentialsServer::new(Arc::new(CredentialsEndpoint::default())),
+            egress: EgressProxy::new(live.current().config.sandbox.blocked_addresses.clone()),
+            live,
         }
+    }
+
+    /// The egress proxy (its totals for `/metrics`).
+    pub fn egress(&self) -> &Arc<EgressProxy> {
+        &self.egress
     }
 
     /// The credentials endpoint's tokens (one per running sandbox that uses it).
@@ -213,6 +225,13 @@ impl SandboxManager {
             ),
             CredentialsDelivery::Env => None,
         };
+        let fenced =
+            sandbox.egress == Egress::Aws && !matches!(sandbox.network.as_str(), "host" | "none");
+        let proxy_url = if fenced {
+            Some(egress_lease::offer(&self.egress, self.backend.as_ref(), &sandbox.network).await?)
+        } else {
+            None
+        };
         // Credentials last, once nothing else can refuse the start: a sandbox's own session
         // is never made for a sandbox that does not run.
         let t0 = (Instant::now(), SystemTime::now());
@@ -276,7 +295,7 @@ impl SandboxManager {
             integration: integration.name.clone(),
             image: facts.id,
             command: request.command.clone(),
-            env: environment(&request, &integration, delivered),
+            env: environment(&request, &integration, delivered, proxy_url.as_deref()),
             files: grant.iter().map(|g| g.mount.clone()).collect(),
             limits: Limits {
                 memory: sandbox.memory,
@@ -299,6 +318,7 @@ impl SandboxManager {
             session_name: access.session.as_ref().map(|s| s.session_name()),
             capabilities: access.capabilities,
             credentials: delivery,
+            egress_refused: Vec::new(),
             exit_code: None,
             stdout: None,
             stderr: None,
@@ -315,13 +335,20 @@ impl SandboxManager {
         self.starting().insert(id.clone());
         let started = match self.backend.start(&spec).await {
             Ok(started) => {
-                self.pin_token(&id, &sandbox.network, grant.is_some(), started)
+                let allowlist = fenced.then(|| {
+                    Allowlist::new(
+                        integration.region.as_str(),
+                        integration.endpoint_url.as_deref(),
+                        &sandbox.egress_allow,
+                    )
+                });
+                self.tie_to_address(&id, &sandbox.network, grant.is_some(), allowlist, started)
                     .await
             }
             Err(err) => Err(err),
         };
-        let started = match started {
-            Ok(started) => started,
+        let (started, lease) = match started {
+            Ok(pair) => pair,
             Err(err) => {
                 self.starting().remove(&id);
                 self.audit_end(&SandboxInfo {
@@ -332,7 +359,10 @@ impl SandboxManager {
                 return Err(err);
             }
         };
-        let record = Arc::new(Record::new(info.clone(), started.container));
+        let record = Arc::new(
+            Record::new(info.clone(), started.container)
+                .with_egress(lease.as_ref().map(|l| l.egress.clone())),
+        );
         self.registry.insert(id.clone(), record.clone());
         self.starting().remove(&id);
         tracing::info!(
@@ -348,39 +378,53 @@ impl SandboxManager {
         let watched = record.clone();
         tokio::spawn(async move {
             manager
-                .watch(id, watched, started.output, slot, deadline, history, grant)
+                .watch(
+                    id,
+                    watched,
+                    started.output,
+                    slot,
+                    deadline,
+                    history,
+                    (grant, lease),
+                )
                 .await
         });
         Ok((info, record))
     }
 
-    /// On a bridge network, ties a sandbox's endpoint token to the sandbox's address, so no
-    /// other address may use it. A sandbox whose address cannot be found is removed, never
-    /// left with a token any address could use.
-    async fn pin_token(
+    /// On a bridge network, ties what a sandbox holds to its address: its endpoint token
+    /// (no other address may use it) and its admission to the egress proxy (with
+    /// `allowlist`). A sandbox whose address cannot be found is removed, never left with a
+    /// token any address could use or without its way out.
+    async fn tie_to_address(
         &self,
         id: &str,
         network: &str,
         uses_endpoint: bool,
+        allowlist: Option<Allowlist>,
         started: Started,
-    ) -> Result<Started, SandboxError> {
-        if !uses_endpoint || matches!(network, "host" | "none") {
-            return Ok(started);
+    ) -> Result<(Started, Option<EgressLease>), SandboxError> {
+        if (!uses_endpoint && allowlist.is_none()) || matches!(network, "host" | "none") {
+            return Ok((started, None));
         }
         if let Some(address) = started.address {
-            self.credentials_endpoint().pin_peer(id, address);
-            return Ok(started);
+            if uses_endpoint {
+                self.credentials_endpoint().pin_peer(id, address);
+            }
+            let lease = allowlist.map(|allowlist| {
+                let egress = self.egress.admit(id, address, allowlist);
+                EgressLease::new(self.egress.clone(), address, egress)
+            });
+            return Ok((started, lease));
         }
         started.output.abort();
         if let Err(err) = self.backend.remove(&started.container).await {
             tracing::warn!(sandbox = %id, error = %err, "could not remove a sandbox whose address was not found; the reconcile removes it");
         }
-        Err(SandboxError::CredentialsEndpoint {
-            network: network.to_owned(),
-            reason: "the sandbox's address on the network could not be found, so its token could \
-                     not be tied to it; the sandbox was removed"
-                .into(),
-        })
+        Err(SandboxError::Internal(format!(
+            "the address of sandbox {id} on network {network:?} could not be found, so its \
+             credentials token and egress could not be tied to it; the sandbox was removed"
+        )))
     }
 
     /// Records a sandbox's end; a failure is logged (the sandbox has ended either way).
@@ -408,11 +452,12 @@ impl SandboxManager {
         slot: Slot,
         deadline: Instant,
         history: usize,
-        grant: Option<EndpointGrant>,
+        leases: (Option<EndpointGrant>, Option<EgressLease>),
     ) {
         let started = Instant::now();
         let outcome = self.wait_through_outages(&record.container, deadline).await;
-        drop(grant);
+        // Ended: its token is refused and nothing more goes out for it, from now on.
+        drop(leases);
         let output = match tokio::time::timeout(OUTPUT_DRAIN, output).await {
             Ok(Ok(collected)) => collected,
             Ok(Err(join)) => Err(SandboxError::Internal(format!(
@@ -424,7 +469,7 @@ impl SandboxManager {
             ))),
         };
         let removed = self.backend.remove(&record.container).await;
-        let mut info = (*record.snapshot()).clone();
+        let mut info = record.current();
         info.duration_ms = Some(started.elapsed().as_millis() as u64);
         match outcome {
             Ok(ended) => {
@@ -498,7 +543,7 @@ impl SandboxManager {
 
     /// The whole record of one sandbox, output included while it is kept.
     pub fn get(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
-        Ok((*self.record(id)?.snapshot()).clone())
+        Ok(self.record(id)?.current())
     }
 
     /// Every sandbox known, running and finished, without output.
@@ -676,6 +721,7 @@ fn environment(
     request: &SandboxRequest,
     integration: &IntegrationConfig,
     delivered: Delivered<'_>,
+    proxy_url: Option<&str>,
 ) -> BTreeMap<String, Secret> {
     let mut env: BTreeMap<String, Secret> = request
         .env
@@ -712,7 +758,20 @@ fn environment(
         set("AUTOHEAL_ACCOUNT_ID", account.as_str());
     }
     if let Some(endpoint) = &integration.endpoint_url {
-        set("AWS_ENDPOINT_URL", endpoint);
+        match proxy_url {
+            Some(_) => set(
+                "AWS_ENDPOINT_URL",
+                &Allowlist::sandbox_endpoint_url(endpoint),
+            ),
+            None => set("AWS_ENDPOINT_URL", endpoint),
+        };
+    }
+    if let Some(proxy) = proxy_url {
+        for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+            set(key, proxy);
+        }
+        set("NO_PROXY", egress_lease::NO_PROXY);
+        set("no_proxy", egress_lease::NO_PROXY);
     }
     env
 }

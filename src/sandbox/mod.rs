@@ -11,6 +11,7 @@
 //!   by the container-credentials protocol (`credentials = "endpoint"`): tokens and
 //!   renewal, the HTTP listeners, the rule that lets bridge sandboxes reach them, and
 //!   `endpoint_delivery.rs` tying one sandbox to them (its token file, its renewal);
+//! - `egress_lease.rs`: a bridge sandbox's admission to the egress proxy (`crate::egress`);
 //! - `registry.rs`: running sandboxes, the bounded history, admission slots;
 //! - `audit.rs`: one JSON line per sandbox start and end, kept across restarts;
 //! - `manager.rs`: admission, the lifetime rule, watch, stop, drain, reconcile;
@@ -27,6 +28,7 @@ pub mod credentials_endpoint;
 mod credentials_route;
 pub mod credentials_server;
 mod docker;
+mod egress_lease;
 mod endpoint_delivery;
 mod error;
 mod fake;

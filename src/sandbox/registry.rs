@@ -31,6 +31,8 @@ pub struct Record {
     pub container: String,
     /// Set by `stop` and shutdown, so the end reads "stopped", not "exited".
     pub stop_requested: AtomicBool,
+    /// What its egress proxy refused so far (bridge sandboxes with `egress = "aws"`).
+    egress: Option<Arc<crate::egress::SandboxEgress>>,
 }
 
 impl Record {
@@ -39,7 +41,25 @@ impl Record {
             info: watch::channel(Arc::new(info)).0,
             container,
             stop_requested: AtomicBool::new(false),
+            egress: None,
         }
+    }
+
+    /// Follows the sandbox's egress (its refusals show in [`Self::current`]).
+    pub fn with_egress(mut self, egress: Option<Arc<crate::egress::SandboxEgress>>) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// The whole view now: the snapshot, with the egress refusals of a running sandbox.
+    pub fn current(&self) -> SandboxInfo {
+        let mut info = (*self.snapshot()).clone();
+        if let Some(egress) = &self.egress
+            && !info.finished()
+        {
+            info.egress_refused = egress.refusals();
+        }
+        info
     }
 
     pub fn snapshot(&self) -> Arc<SandboxInfo> {
@@ -182,6 +202,7 @@ mod tests {
             session_name: None,
             capabilities: None,
             credentials: crate::config::CredentialsDelivery::Env,
+            egress_refused: Vec::new(),
             exit_code: None,
             stdout: (output > 0).then(|| "x".repeat(output).into()),
             stderr: None,

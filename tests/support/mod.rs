@@ -351,3 +351,60 @@ pub fn remove_metadata_rules(address: &str) {
             .output();
     }
 }
+
+/// A test's Docker network in the benchmarking range, and the rules the daemon wrote for
+/// it (DOCKER-USER, nat PREROUTING); all removed on drop.
+pub struct BridgeNetwork {
+    pub name: String,
+    subnet: String,
+}
+
+impl BridgeNetwork {
+    /// A network `autoheal-test-<what>-<pid>` on `subnet` (in 198.18.0.0/15).
+    pub fn create(what: &str, subnet: &str) -> Self {
+        assert!(subnet.starts_with("198.18.") || subnet.starts_with("198.19."));
+        let name = format!("autoheal-test-{what}-{}", std::process::id() % 100_000);
+        let _ = Command::new("docker")
+            .args(["network", "rm", &name])
+            .output();
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "create",
+                "--subnet",
+                subnet,
+                "--label",
+                "autoheal.test=true",
+                &name,
+            ])
+            .output()
+            .expect("docker network create");
+        assert!(out.status.success(), "{out:?}");
+        Self {
+            name,
+            subnet: subnet.to_owned(),
+        }
+    }
+}
+
+impl Drop for BridgeNetwork {
+    fn drop(&mut self) {
+        for (table, chain) in [("nat", "PREROUTING"), ("filter", "DOCKER-USER")] {
+            let listing = Command::new("iptables")
+                .args(["-t", table, "-S", chain])
+                .output()
+                .expect("iptables");
+            for rule in String::from_utf8_lossy(&listing.stdout).lines() {
+                if rule.contains(&self.subnet) && rule.contains("autoheal") {
+                    let spec = rule.replacen("-A ", "-D ", 1);
+                    let _ = Command::new("sh")
+                        .args(["-c", &format!("iptables -t {table} {spec}")])
+                        .output();
+                }
+            }
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
