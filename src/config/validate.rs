@@ -484,7 +484,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
     {
         match super::fields::HostPattern::parse(text) {
             Ok(pattern) => egress_allow.push(pattern),
-            Err(message) => c.issue(&format!("sandbox.egress_allow[{i}]"), message),
+            Err(message) => c.issue(format!("sandbox.egress_allow[{i}]"), message),
         }
     }
     SandboxConfig {
