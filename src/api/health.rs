@@ -72,6 +72,11 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -132,6 +137,18 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         known,
     );
     register_credentials_endpoint(&mut registry, state.sandboxes.credentials_endpoint());
+    let egress = Family::<DecisionLabel, Counter>::default();
+    let (allowed, refused) = state.sandboxes.egress().totals();
+    for (decision, count) in [("allowed", allowed), ("refused", refused)] {
+        egress
+            .get_or_create(&DecisionLabel { decision })
+            .inc_by(count);
+    }
+    registry.register(
+        "egress_connections",
+        "Connections bridge sandboxes asked of the egress proxy, by decision (allowed: on the allowlist and connected; refused: answered 403 with the reason)",
+        egress,
+    );
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &registry).expect("metrics encode");
     text(

@@ -265,7 +265,16 @@ impl Config {
         if self.sandbox.network == "host" {
             warnings.push(
                 "sandbox.network = \"host\": sandboxes share the host's network and can reach the \
-                 instance metadata service (and so the host's own role); use a bridge network"
+                 instance metadata service (and so the host's own role), and egress control is \
+                 off for them (no proxy, no allowlist); acceptable for tests and emulators, use a \
+                 bridge network otherwise"
+                    .into(),
+            );
+        } else if self.sandbox.egress == Egress::Open {
+            warnings.push(
+                "sandbox.egress = \"open\": bridge sandboxes may connect anywhere (not only their \
+                 AWS endpoints), so a manipulated agent could send what it holds to any host; \
+                 remove the line for the default \"aws\""
                     .into(),
             );
         }

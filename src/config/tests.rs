@@ -459,3 +459,58 @@ fn a_network_contains_its_addresses_only() {
     assert!(!net("fd00:ec2::254/128").contains(ip("169.254.169.254")));
     assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
 }
+
+#[test]
+fn egress_is_aws_by_default_and_open_or_a_bad_pattern_is_said() {
+    let config = load_from_str(&one_integration("")).unwrap();
+    assert_eq!(config.sandbox.egress, Egress::Aws);
+    assert!(config.sandbox.egress_allow.is_empty());
+    assert_eq!(config.sandbox.credentials, CredentialsDelivery::Env);
+
+    let open = load_from_str(&format!(
+        "[sandbox]\negress = \"open\"\negress_allow = [\"*.vpce.amazonaws.com\"]\n{}",
+        one_integration("")
+    ))
+    .unwrap();
+    assert_eq!(open.sandbox.egress, Egress::Open);
+    assert_eq!(
+        open.sandbox.egress_allow[0].to_string(),
+        "*.vpce.amazonaws.com"
+    );
+    assert!(
+        open.warnings()
+            .iter()
+            .any(|w| w.contains("egress = \"open\""))
+    );
+
+    let all = issues(&format!(
+        "[sandbox]\negress = \"none\"\negress_allow = [\"ok.example\", \"not a host\"]\ncredentials = \"file\"\n{}",
+        one_integration("")
+    ));
+    assert!(
+        issue_for(&all, "sandbox.egress")
+            .message
+            .contains("aws, open")
+    );
+    assert!(
+        issue_for(&all, "sandbox.egress_allow[1]")
+            .message
+            .contains("not a host")
+    );
+    assert!(
+        issue_for(&all, "sandbox.credentials")
+            .message
+            .contains("env, endpoint")
+    );
+
+    let host = load_from_str(&format!(
+        "[sandbox]\nnetwork = \"host\"\n{}",
+        one_integration("")
+    ))
+    .unwrap();
+    assert!(
+        host.warnings()
+            .iter()
+            .any(|w| w.contains("egress control is off"))
+    );
+}
