@@ -3,9 +3,8 @@
 //! AWS APIs. The test bed stays on the host's loopback; only the proxy reaches it (the
 //! sandbox calls it by its mapped name). The sandbox network lies in 198.18.0.0/15 and
 //! nothing is sent beyond this machine.
-//!
-//! Still to come (issue: egress control): the default-deny firewall rules that make the
-//! proxy the *only* way out; here the proxy's own decisions are tested.
+//! The firewall half (the fence that makes the proxy the only way out) is tested from the
+//! sandbox in `tests/metadata_block.rs`, next to its stand-in test host.
 
 mod support;
 

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use autoheal::config::{Config, load_from_str};
-use autoheal::sandbox::{RULE_COMMENT, SandboxRequest, SandboxState};
+use autoheal::sandbox::{FENCE_COMMENT, RULE_COMMENT, SandboxRequest, SandboxState};
 use support::TestBed;
 
 const TEST_IMAGE: &str = "autoheal-sandbox-test:latest";
@@ -167,6 +167,7 @@ impl StandIn {
 impl Drop for StandIn {
     fn drop(&mut self) {
         support::remove_metadata_rules(FAKE_IMDS);
+        remove_fence_rules();
         let _ = self.server.kill();
         let _ = self.server.wait();
         let _ = sh(&["ip", "route", "del", &format!("{FAKE_IMDS}/32")]);
@@ -176,13 +177,14 @@ impl Drop for StandIn {
     }
 }
 
-fn config(bed: &TestBed, network: &str, blocked: &str) -> Config {
+fn config(bed: &TestBed, network: &str, blocked: &str, egress: &str) -> Config {
     load_from_str(&bed.config_toml(&format!(
         r#"
 [sandbox]
 image = "{TEST_IMAGE}"
 network = "{network}"
 blocked_addresses = [{blocked}]
+egress = "{egress}"
 
 [[integration]]
 name = "us"
@@ -218,7 +220,7 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
 
     // Control: with nothing blocked, the stand-in answers from the sandbox network.
     let open = bed
-        .sandbox_manager(&config(&bed, &stand_in.network, ""))
+        .sandbox_manager(&config(&bed, &stand_in.network, "", "open"))
         .await;
     let started = open.create(fetch_fake_imds()).await.expect("starts");
     let done = open.wait(&started.id).await.unwrap();
@@ -237,6 +239,7 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
             &bed,
             &stand_in.network,
             &format!("\"{FAKE_IMDS}/32\""),
+            "open",
         ))
         .await;
     for _ in 0..2 {
@@ -262,4 +265,94 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert!(rules[0].contains(RULE_COMMENT), "{rules:?}");
     assert!(rules[0].contains("-j REJECT"), "{rules:?}");
+
+    // The egress fence (egress = "aws", the default), nothing blocked (the IMDS rule above
+    // removed): the test host the open network reaches is refused, and so is a port on the
+    // host itself.
+    support::remove_metadata_rules(FAKE_IMDS);
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host_port.local_addr().unwrap().port();
+    // Accepts and closes at once, so a connection that gets through ends cleanly.
+    std::thread::spawn(move || {
+        for connection in host_port.incoming() {
+            drop(connection);
+        }
+    });
+    let gateway = SANDBOX_SUBNET.replace(".0/24", ".1");
+    let both = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {FAKE_IMDS} 80; echo \"test-host=$?\"; nc -w 3 {gateway} {port} </dev/null; echo \"host-port=$?\""
+    );
+    let mut ask = fetch_fake_imds();
+    ask.command = vec!["sh".into(), "-c".into(), both];
+    let open_done = open.run_to_end(ask.clone()).await.unwrap();
+    let open_out = open_done.stdout.as_deref().unwrap_or_default();
+    assert!(
+        open_out.contains("instance-metadata") && open_out.contains("host-port=0"),
+        "control: the open network reaches both: {open_done:?}"
+    );
+    let fenced = bed
+        .sandbox_manager(&config(&bed, &stand_in.network, "", "aws"))
+        .await;
+    let done = fenced.run_to_end(ask).await.unwrap();
+    let out = done.stdout.as_deref().unwrap_or_default();
+    assert!(
+        !out.contains("instance-metadata") && out.contains("test-host=1"),
+        "the fence refuses the test host: {done:?}"
+    );
+    assert!(
+        out.contains("host-port=1"),
+        "and the host's own port: {done:?}"
+    );
+    let fence = fence_rules();
+    assert_eq!(fence.len(), 4, "{fence:?}");
+
+    // A firewall flush while the daemon runs: the health check puts the fence back.
+    let keeper = tokio::spawn(fenced.clone().run_health_checks());
+    for rule in fence.iter().filter(|r| r.contains("DOCKER-USER")) {
+        let spec = rule.replacen("-A ", "-D ", 1);
+        let deleted = Command::new("sh")
+            .args(["-c", &format!("iptables {spec}")])
+            .output()
+            .unwrap();
+        assert!(deleted.status.success(), "{deleted:?}");
+    }
+    assert_eq!(fence_rules().len(), 3);
+    support::wait_for(
+        "the fence to come back",
+        autoheal::sandbox::HEALTH_CHECK_EVERY + Duration::from_secs(5),
+        || {
+            let back = fence_rules().len() == 4;
+            async move { back.then_some(()) }
+        },
+    )
+    .await;
+    keeper.abort();
+}
+
+/// Our egress-fence rules for the sandbox subnet (DOCKER-USER and INPUT), as `-S` lists
+/// them.
+fn fence_rules() -> Vec<String> {
+    let mut rules = Vec::new();
+    for chain in ["DOCKER-USER", "INPUT"] {
+        let out = Command::new("iptables")
+            .args(["-S", chain])
+            .output()
+            .expect("iptables");
+        rules.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(FENCE_COMMENT) && l.contains(SANDBOX_SUBNET))
+                .map(str::to_owned),
+        );
+    }
+    rules
+}
+
+fn remove_fence_rules() {
+    for rule in fence_rules() {
+        let spec = rule.replacen("-A ", "-D ", 1);
+        let _ = Command::new("sh")
+            .args(["-c", &format!("iptables {spec}")])
+            .output();
+    }
 }

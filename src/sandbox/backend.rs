@@ -79,6 +79,13 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Fences bridge `network`: from its subnets only `open` (services on its gateway) are
+    /// reachable; everything else is refused. Idempotent; networks whose driver cannot be
+    /// fenced this way (`macvlan`, `ipvlan`) are refused.
+    async fn fence_egress(&self, _network: &str, _open: &[SocketAddr]) -> Result<(), SandboxError> {
+        Ok(())
+    }
+
     /// The image's id and declared volumes; [`SandboxError::ImageMissing`] when absent.
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError>;
 

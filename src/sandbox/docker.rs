@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use super::SandboxError;
 use super::backend::{Ended, ImageFacts, ManagedContainer, SandboxBackend, Started};
 use super::credentials_route;
+use super::egress_fence;
 use super::metadata_block::MetadataBlock;
 use super::spec::{Captured, ContainerSpec, LABEL_MANAGED, LABEL_SANDBOX};
 use crate::config::Cidr;
@@ -278,6 +279,30 @@ impl SandboxBackend for DockerBackend {
                 network: network.to_owned(),
                 reason,
             })
+    }
+
+    async fn fence_egress(&self, network: &str, open: &[SocketAddr]) -> Result<(), SandboxError> {
+        let refused = |reason: String| SandboxError::Egress {
+            network: network.to_owned(),
+            reason,
+        };
+        let subnets = self.ensure_network(network).await?;
+        let driver = self
+            .docker
+            .inspect_network(
+                network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(|e| docker_err(&format!("inspect network {network}"), e))?
+            .driver
+            .unwrap_or_default();
+        if driver != "bridge" {
+            return Err(refused(format!(
+                "its driver is {driver:?}: only bridge networks pass through the host's firewall, where the fence is kept"
+            )));
+        }
+        egress_fence::ensure(&subnets, open).await.map_err(refused)
     }
 
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {

@@ -6,23 +6,27 @@
 //! addresses (the SDKs ask those directly). Its `AWS_ENDPOINT_URL`, when the integration's
 //! points at the host's loopback, names [`crate::egress::MAPPED_ENDPOINT_HOST`] instead.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::SandboxError;
 use super::backend::SandboxBackend;
+use super::credentials_server::CredentialsServer;
 use crate::egress::{EgressProxy, SandboxEgress};
 
 /// Addresses the SDKs reach directly, never through the proxy: the credentials endpoint's.
 pub const NO_PROXY: &str = "169.254.170.2,169.254.170.23";
 
-/// The proxy URL for sandboxes on bridge `network`, after making sure the proxy listens on
-/// the bridge's gateway.
+/// The proxy URL for sandboxes on bridge `network`, after making sure the proxy and the
+/// credentials endpoint listen on the bridge's gateway and that the network is fenced: from
+/// it, those two are all that is reachable. Answers the fence's open services too (the
+/// health check keeps the fence with them).
 pub async fn offer(
     proxy: &Arc<EgressProxy>,
+    credentials: &Arc<CredentialsServer>,
     backend: &dyn SandboxBackend,
     network: &str,
-) -> Result<String, SandboxError> {
+) -> Result<(String, Vec<SocketAddr>), SandboxError> {
     let unavailable = |reason: String| SandboxError::Egress {
         network: network.to_owned(),
         reason,
@@ -35,7 +39,13 @@ pub async fn offer(
         .listen_on(gateway)
         .await
         .map_err(|e| unavailable(format!("cannot listen on the gateway {gateway}: {e}")))?;
-    Ok(format!("http://{address}"))
+    let endpoint = credentials
+        .listen_on(gateway)
+        .await
+        .map_err(|e| unavailable(format!("cannot listen on the gateway {gateway}: {e}")))?;
+    let open = vec![address, endpoint];
+    backend.fence_egress(network, &open).await?;
+    Ok((format!("http://{address}"), open))
 }
 
 /// A sandbox's admission to the proxy; dropping it releases the address (its tunnels close

@@ -137,6 +137,10 @@ impl<B: SandboxBackend> SandboxBackend for FaultyBackend<B> {
         self.inner.route_credentials(network, to).await
     }
 
+    async fn fence_egress(&self, network: &str, open: &[SocketAddr]) -> Result<(), SandboxError> {
+        self.inner.fence_egress(network, open).await
+    }
+
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {
         self.check(Operation::InspectImage).await?;
         self.inner.inspect_image(image).await

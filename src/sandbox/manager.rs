@@ -81,6 +81,8 @@ pub struct SandboxManager {
     credentials_server: Arc<CredentialsServer>,
     /// The one way out of bridge sandboxes (`sandbox.egress = "aws"`).
     egress: Arc<EgressProxy>,
+    /// Fenced networks and the services open to them (kept by the health check).
+    fences: Mutex<std::collections::HashMap<String, Vec<std::net::SocketAddr>>>,
 }
 
 impl SandboxManager {
@@ -96,6 +98,7 @@ impl SandboxManager {
             audit: None,
             credentials_server: CredentialsServer::new(Arc::new(CredentialsEndpoint::default())),
             egress: EgressProxy::new(live.current().config.sandbox.blocked_addresses.clone()),
+            fences: Mutex::new(std::collections::HashMap::new()),
             live,
         }
     }
@@ -228,7 +231,15 @@ impl SandboxManager {
         let fenced =
             sandbox.egress == Egress::Aws && !matches!(sandbox.network.as_str(), "host" | "none");
         let proxy_url = if fenced {
-            Some(egress_lease::offer(&self.egress, self.backend.as_ref(), &sandbox.network).await?)
+            let (url, open) = egress_lease::offer(
+                &self.egress,
+                &self.credentials_server,
+                self.backend.as_ref(),
+                &sandbox.network,
+            )
+            .await?;
+            self.fences().insert(sandbox.network.clone(), open);
+            Some(url)
         } else {
             None
         };
@@ -667,14 +678,31 @@ impl SandboxManager {
                         }
                     }
                 }
-                Ok(()) => self.keep_credentials_routes().await,
+                Ok(()) => self.keep_firewall_rules().await,
             }
         }
     }
 
-    /// Puts back the rules that lead bridge sandboxes to the credentials endpoint, should a
-    /// firewall reload have dropped them: running sandboxes renew through them.
-    async fn keep_credentials_routes(&self) {
+    fn fences(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<std::net::SocketAddr>>>
+    {
+        self.fences.lock().expect("fences lock")
+    }
+
+    /// Puts back the egress fences and the rules that lead bridge sandboxes to the
+    /// credentials endpoint, should a firewall reload or a Docker restart have dropped them.
+    async fn keep_firewall_rules(&self) {
+        let fences: Vec<(String, Vec<std::net::SocketAddr>)> = self
+            .fences()
+            .iter()
+            .map(|(n, o)| (n.clone(), o.clone()))
+            .collect();
+        for (network, open) in fences {
+            if let Err(err) = self.backend.fence_egress(&network, &open).await {
+                tracing::error!(%network, error = %err, "cannot keep the egress fence; new sandboxes on this network are refused until it is back");
+            }
+        }
         for (network, to) in self.credentials_server.routes() {
             if let Err(err) = self.backend.route_credentials(&network, to).await {
                 tracing::warn!(%network, error = %err, "cannot keep the credentials endpoint's rule; sandboxes on this network cannot renew their credentials until it is back");

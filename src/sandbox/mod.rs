@@ -11,7 +11,9 @@
 //!   by the container-credentials protocol (`credentials = "endpoint"`): tokens and
 //!   renewal, the HTTP listeners, the rule that lets bridge sandboxes reach them, and
 //!   `endpoint_delivery.rs` tying one sandbox to them (its token file, its renewal);
-//! - `egress_lease.rs`: a bridge sandbox's admission to the egress proxy (`crate::egress`);
+//! - `egress_fence.rs`: the firewall rules that leave a bridge sandbox only the daemon's
+//!   proxy and credentials endpoint; `egress_lease.rs`: its admission to the proxy
+//!   (`crate::egress`);
 //! - `registry.rs`: running sandboxes, the bounded history, admission slots;
 //! - `audit.rs`: one JSON line per sandbox start and end, kept across restarts;
 //! - `manager.rs`: admission, the lifetime rule, watch, stop, drain, reconcile;
@@ -28,12 +30,14 @@ pub mod credentials_endpoint;
 mod credentials_route;
 pub mod credentials_server;
 mod docker;
+mod egress_fence;
 mod egress_lease;
 mod endpoint_delivery;
 mod error;
 mod fake;
 mod faulty;
 mod info;
+mod iptables;
 mod manager;
 mod metadata_block;
 mod registry;
@@ -43,6 +47,7 @@ pub use audit::{AUDIT_FILE, AuditError, AuditLog, INTERRUPTED};
 pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
 pub use credentials_route::{ROUTE_COMMENT, SANDBOX_FACING_ADDRESS};
 pub use docker::{DockerBackend, SANDBOX_USER};
+pub use egress_fence::FENCE_COMMENT;
 pub use endpoint_delivery::{
     HOST_STATE_DIR_ENV, TOKEN_DIR, TOKEN_PATH_IN_SANDBOX, clear_stale_tokens,
 };

@@ -1,0 +1,195 @@
+//! The firewall half of egress control: from a fenced sandbox subnet, only the daemon's own
+//! sandbox-facing services are reachable — the egress proxy and the credentials endpoint,
+//! both listening on the bridge's gateway. Everything else is refused: other hosts, other
+//! sandboxes, the host's other ports (the API, SSH, a TCP Docker API), IMDS, DNS servers.
+//!
+//! Rules, per IPv4 subnet, marked with [`FENCE_COMMENT`]:
+//!
+//! ```text
+//! DOCKER-USER (forwarded traffic, before Docker's own rules):
+//!   -s <subnet> -j REJECT                                   # nothing leaves the bridge
+//! INPUT (traffic to the host itself), in this order:
+//!   -s <subnet> -d <gateway> -p tcp --dport <proxy>    -j ACCEPT
+//!   -s <subnet> -d <gateway> -p tcp --dport <endpoint> -j ACCEPT
+//!   -s <subnet> -j REJECT
+//! ```
+//!
+//! REJECT rather than DROP, so a refused connection fails at once. The DNAT to the
+//! credentials endpoint (`credentials_route.rs`) happens before INPUT, so it arrives on the
+//! endpoint's port. Docker's embedded resolver (127.0.0.11) forwards names it does not know
+//! from the sandbox's own network namespace, so its queries meet the same REJECT: no name
+//! lookup leaves the host (sandboxes need none — `HTTPS_PROXY` holds an address).
+//!
+//! [`ensure`] checks every rule and, when one is missing or the ports changed, deletes ours
+//! for the subnet and writes them again in order. It runs before every start and with the
+//! health check, so rules lost to a firewall reload or a Docker restart come back.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::iptables;
+use crate::config::Cidr;
+
+/// Marks our rules (`iptables -S DOCKER-USER`, `iptables -S INPUT`).
+pub const FENCE_COMMENT: &str = "autoheal: sandbox egress fence";
+/// The chain Docker evaluates before its own forwarding rules.
+const FORWARD_CHAIN: &str = "DOCKER-USER";
+const INPUT_CHAIN: &str = "INPUT";
+
+/// One check-and-write at a time (starts and the health check run concurrently).
+static KEEPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Fences every subnet of a sandbox network so that only `open` (services on the bridge's
+/// gateway) are reachable from it. Answers why not, when it cannot.
+pub async fn ensure(subnets: &[Cidr], open: &[SocketAddr]) -> Result<(), String> {
+    if subnets.is_empty() {
+        return Err("the network has no IP subnet to write rules for".into());
+    }
+    if let Some(v6) = subnets.iter().find(|s| !s.is_ipv4()) {
+        return Err(format!(
+            "the network has an IPv6 subnet ({v6}), which the egress fence does not cover; use an IPv4-only network"
+        ));
+    }
+    let _one_at_a_time = KEEPER.lock().await;
+    for subnet in subnets {
+        let wanted = rules(subnet, open);
+        let mut complete = true;
+        for (chain, rule) in &wanted {
+            if iptables::run(&with_op("-C", chain, None, rule))
+                .await?
+                .is_err()
+            {
+                complete = false;
+                break;
+            }
+        }
+        if complete && in_order(subnet).await? {
+            continue;
+        }
+        let source = subnet.to_string();
+        for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
+            iptables::delete_where("filter", chain, FENCE_COMMENT, |words| {
+                iptables::has_source(words, &source)
+            })
+            .await?;
+        }
+        // Inserted at the top in reverse, so they end up first and in order.
+        for (chain, rule) in wanted.iter().rev() {
+            if let Err(message) = iptables::run(&with_op("-I", chain, Some(1), rule)).await? {
+                return Err(format!("iptables -I {chain} failed: {message}"));
+            }
+        }
+        tracing::info!(%subnet, open = ?open, "sandbox egress fenced: only the daemon's proxy and credentials endpoint are reachable from the subnet");
+    }
+    Ok(())
+}
+
+/// Whether our INPUT rules for `subnet` come in order (ACCEPTs before the REJECT).
+async fn in_order(subnet: &Cidr) -> Result<bool, String> {
+    let source = subnet.to_string();
+    let ours: Vec<Vec<String>> = iptables::list("filter", INPUT_CHAIN)
+        .await?
+        .into_iter()
+        .filter(|w| w.iter().any(|x| x == FENCE_COMMENT) && iptables::has_source(w, &source))
+        .collect();
+    let reject_at = ours.iter().position(|w| w.iter().any(|x| x == "REJECT"));
+    Ok(match reject_at {
+        Some(at) => !ours[at..].iter().any(|w| w.iter().any(|x| x == "ACCEPT")),
+        None => false,
+    })
+}
+
+/// The rules for `subnet`, in order: (chain, arguments after the chain).
+fn rules(subnet: &Cidr, open: &[SocketAddr]) -> Vec<(&'static str, Vec<String>)> {
+    let source = subnet.to_string();
+    let words = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut rules = vec![(
+        FORWARD_CHAIN,
+        words(&[
+            "-s",
+            &source,
+            "-m",
+            "comment",
+            "--comment",
+            FENCE_COMMENT,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "icmp-port-unreachable",
+        ]),
+    )];
+    for service in open.iter().filter(|a| matches!(a.ip(), IpAddr::V4(_))) {
+        rules.push((
+            INPUT_CHAIN,
+            words(&[
+                "-s",
+                &source,
+                "-d",
+                &format!("{}/32", service.ip()),
+                "-p",
+                "tcp",
+                "-m",
+                "tcp",
+                "--dport",
+                &service.port().to_string(),
+                "-m",
+                "comment",
+                "--comment",
+                FENCE_COMMENT,
+                "-j",
+                "ACCEPT",
+            ]),
+        ));
+    }
+    rules.push((
+        INPUT_CHAIN,
+        words(&[
+            "-s",
+            &source,
+            "-m",
+            "comment",
+            "--comment",
+            FENCE_COMMENT,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "icmp-port-unreachable",
+        ]),
+    ));
+    rules
+}
+
+fn with_op(op: &str, chain: &str, position: Option<u32>, rule: &[String]) -> Vec<String> {
+    let mut args = vec![op.to_owned(), chain.to_owned()];
+    if let Some(position) = position {
+        args.push(position.to_string());
+    }
+    args.extend(rule.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subnet_reaches_the_open_services_only_and_the_accepts_come_first() {
+        let subnet = Cidr::parse("198.18.122.0/24").unwrap();
+        let open: Vec<SocketAddr> = vec![
+            "198.18.122.1:40001".parse().unwrap(),
+            "198.18.122.1:40002".parse().unwrap(),
+        ];
+        let rules = rules(&subnet, &open);
+        let chains: Vec<&str> = rules.iter().map(|(c, _)| *c).collect();
+        assert_eq!(chains, ["DOCKER-USER", "INPUT", "INPUT", "INPUT"]);
+        let text: Vec<String> = rules.iter().map(|(_, r)| r.join(" ")).collect();
+        assert!(text[0].starts_with("-s 198.18.122.0/24 ") && text[0].contains("-j REJECT"));
+        assert!(text[1].contains("-d 198.18.122.1/32 -p tcp -m tcp --dport 40001"));
+        assert!(text[1].ends_with("-j ACCEPT") && text[2].contains("--dport 40002"));
+        assert!(text[3].ends_with("icmp-port-unreachable"));
+        assert!(
+            rules
+                .iter()
+                .all(|(_, r)| r.contains(&FENCE_COMMENT.to_owned()))
+        );
+    }
+}
