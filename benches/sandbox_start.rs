@@ -23,6 +23,8 @@ const IMAGE: &str = "autoheal-sandbox-test:latest";
 const TOKEN: &str = "bench-api-token-0123456789abcdef";
 /// The rule the daemon writes for this address (test range 198.18.0.0/15) is ours to remove.
 const BLOCKED: &str = "198.18.216.254";
+/// The sandbox network the daemon creates: in the test range, never Docker's own pool.
+const SUBNET: &str = "198.18.124.0/24";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -51,6 +53,7 @@ impl Drop for Daemon {
             .status();
         let _ = self.child.wait();
         support::remove_metadata_rules(BLOCKED);
+        support::remove_rules_for_subnet(SUBNET);
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
@@ -88,6 +91,7 @@ state_dir = "{dir}/state"
 [sandbox]
 image = "{IMAGE}"
 network = "{network}"
+subnet = "{SUBNET}"
 blocked_addresses = ["{BLOCKED}"]
 
 [[integration]]

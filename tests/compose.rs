@@ -18,6 +18,8 @@ use support::{TestBed, wait_for};
 /// Rules the daemon writes for this address are the test's to remove (the test range,
 /// 198.18.0.0/15; never routed anywhere).
 const BLOCKED: &str = "198.18.215.254";
+/// The sandbox network the daemon creates: in the test range, never Docker's 172.16/12 pool.
+const SUBNET: &str = "198.18.123.0/24";
 
 fn compose_command() -> Vec<String> {
     let v2 = Command::new("docker")
@@ -75,6 +77,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "--timeout", "30"]);
         support::remove_metadata_rules(BLOCKED);
+        support::remove_rules_for_subnet(SUBNET);
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
@@ -112,6 +115,7 @@ listen = "127.0.0.1:{port}"
 
 [sandbox]
 network = "{network}"
+subnet = "{SUBNET}"
 blocked_addresses = ["{BLOCKED}"]
 
 [[integration]]

@@ -163,6 +163,8 @@ pub struct SandboxConfig {
     pub images: Vec<String>,
     /// How sandboxes receive credentials unless a request says otherwise.
     pub credentials: CredentialsDelivery,
+    /// The subnet of the sandbox network when the daemon creates it (else Docker's pool).
+    pub subnet: Option<Cidr>,
     /// What bridge sandboxes may reach.
     pub egress: Egress,
     /// Host name patterns bridge sandboxes may reach besides their AWS endpoints.

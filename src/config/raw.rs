@@ -76,6 +76,7 @@ pub struct RawSandbox {
     pub images: Option<Scalar>,
     pub credentials: Option<Scalar>,
     pub egress: Option<Scalar>,
+    pub subnet: Option<Scalar>,
     pub egress_allow: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,

@@ -394,6 +394,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "credentials",
             "egress",
             "egress_allow",
+            "subnet",
         ],
     );
     let image = c.text_or("sandbox.image", raw.image.as_ref(), DEFAULT_SANDBOX_IMAGE);
@@ -473,6 +474,19 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             CredentialsDelivery::parse,
         )
         .unwrap_or(CredentialsDelivery::Env);
+    let subnet = c
+        .parsed("sandbox.subnet", raw.subnet.as_ref(), Cidr::parse)
+        .and_then(|subnet| {
+            if subnet.is_ipv4() && subnet.first_ipv4_host().is_some() {
+                Some(subnet)
+            } else {
+                c.issue(
+                    "sandbox.subnet",
+                    format!("{subnet} is not an IPv4 network with room for a gateway and sandboxes (such as \"198.18.100.0/24\")"),
+                );
+                None
+            }
+        });
     let egress = c
         .parsed("sandbox.egress", raw.egress.as_ref(), Egress::parse)
         .unwrap_or(Egress::Aws);
@@ -499,6 +513,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         history: history as usize,
         images,
         credentials,
+        subnet,
         egress,
         egress_allow,
     }

@@ -65,7 +65,12 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
     /// Makes `network` ready for a sandbox: it exists, and nothing on it can reach the
     /// `blocked` addresses. Idempotent; called before every start, so a rule lost to a
     /// firewall reload comes back.
-    async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError>;
+    async fn prepare_network(
+        &self,
+        network: &str,
+        subnet: Option<&Cidr>,
+        blocked: &[Cidr],
+    ) -> Result<(), SandboxError>;
 
     /// The address the host has on `network` (a bridge's gateway), where a service for its
     /// sandboxes can listen; `None` for `host` and for backends without one.

@@ -92,8 +92,14 @@ impl DockerBackend {
     }
 
     /// Creates the sandbox bridge network when it does not exist, and answers its IP
-    /// subnets (`host`/`none` need no network and have none of their own).
-    pub async fn ensure_network(&self, name: &str) -> Result<Vec<Cidr>, SandboxError> {
+    /// subnets (`host`/`none` need no network and have none of their own). A network it
+    /// creates gets `subnet` when one is configured (`sandbox.subnet`), else one from
+    /// Docker's pool.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        subnet: Option<&Cidr>,
+    ) -> Result<Vec<Cidr>, SandboxError> {
         if matches!(name, "host" | "none") {
             return Ok(Vec::new());
         }
@@ -107,6 +113,13 @@ impl DockerBackend {
                 LABEL_MANAGED.to_owned(),
                 "true".to_owned(),
             )])),
+            ipam: subnet.map(|subnet| bollard::models::Ipam {
+                config: Some(vec![bollard::models::IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -122,6 +135,16 @@ impl DockerBackend {
             .ok_or_else(|| SandboxError::Docker {
                 action: format!("find network {name} after creating it"),
                 message: "it vanished".into(),
+            })
+    }
+
+    /// The subnets of a network that must exist by now (prepared before).
+    async fn existing_subnets(&self, name: &str) -> Result<Vec<Cidr>, SandboxError> {
+        self.network_subnets(name)
+            .await?
+            .ok_or_else(|| SandboxError::Docker {
+                action: format!("find network {name}"),
+                message: "it does not exist (was it removed while sandboxes use it?)".into(),
             })
     }
 
@@ -243,8 +266,13 @@ impl SandboxBackend for DockerBackend {
             .map_err(|e| docker_err("ping the Docker engine", e))
     }
 
-    async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError> {
-        let subnets = self.ensure_network(network).await?;
+    async fn prepare_network(
+        &self,
+        network: &str,
+        subnet: Option<&Cidr>,
+        blocked: &[Cidr],
+    ) -> Result<(), SandboxError> {
+        let subnets = self.ensure_network(network, subnet).await?;
         MetadataBlock::new(blocked.to_vec())
             .ensure(network, &subnets)
             .await
@@ -272,7 +300,7 @@ impl SandboxBackend for DockerBackend {
     }
 
     async fn route_credentials(&self, network: &str, to: SocketAddr) -> Result<(), SandboxError> {
-        let subnets = self.ensure_network(network).await?;
+        let subnets = self.existing_subnets(network).await?;
         credentials_route::ensure(&subnets, to)
             .await
             .map_err(|reason| SandboxError::CredentialsEndpoint {
@@ -286,7 +314,7 @@ impl SandboxBackend for DockerBackend {
             network: network.to_owned(),
             reason,
         };
-        let subnets = self.ensure_network(network).await?;
+        let subnets = self.existing_subnets(network).await?;
         let driver = self
             .docker
             .inspect_network(

@@ -125,7 +125,12 @@ impl SandboxBackend for FakeBackend {
         Ok(())
     }
 
-    async fn prepare_network(&self, _network: &str, _blocked: &[Cidr]) -> Result<(), SandboxError> {
+    async fn prepare_network(
+        &self,
+        _network: &str,
+        _subnet: Option<&Cidr>,
+        _blocked: &[Cidr],
+    ) -> Result<(), SandboxError> {
         self.lock().networks_prepared += 1;
         Ok(())
     }

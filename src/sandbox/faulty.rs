@@ -124,9 +124,14 @@ impl<B: SandboxBackend> SandboxBackend for FaultyBackend<B> {
         self.inner.ping().await
     }
 
-    async fn prepare_network(&self, network: &str, blocked: &[Cidr]) -> Result<(), SandboxError> {
+    async fn prepare_network(
+        &self,
+        network: &str,
+        subnet: Option<&Cidr>,
+        blocked: &[Cidr],
+    ) -> Result<(), SandboxError> {
         self.check(Operation::PrepareNetwork).await?;
-        self.inner.prepare_network(network, blocked).await
+        self.inner.prepare_network(network, subnet, blocked).await
     }
 
     async fn network_gateway(&self, network: &str) -> Result<Option<IpAddr>, SandboxError> {

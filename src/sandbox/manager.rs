@@ -215,7 +215,11 @@ impl SandboxManager {
             });
         }
         self.backend
-            .prepare_network(&sandbox.network, &sandbox.blocked_addresses)
+            .prepare_network(
+                &sandbox.network,
+                sandbox.subnet.as_ref(),
+                &sandbox.blocked_addresses,
+            )
             .await?;
         let endpoint_uri = match delivery {
             CredentialsDelivery::Endpoint => Some(

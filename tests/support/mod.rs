@@ -389,22 +389,32 @@ impl BridgeNetwork {
 
 impl Drop for BridgeNetwork {
     fn drop(&mut self) {
-        for (table, chain) in [("nat", "PREROUTING"), ("filter", "DOCKER-USER")] {
-            let listing = Command::new("iptables")
-                .args(["-t", table, "-S", chain])
-                .output()
-                .expect("iptables");
-            for rule in String::from_utf8_lossy(&listing.stdout).lines() {
-                if rule.contains(&self.subnet) && rule.contains("autoheal") {
-                    let spec = rule.replacen("-A ", "-D ", 1);
-                    let _ = Command::new("sh")
-                        .args(["-c", &format!("iptables -t {table} {spec}")])
-                        .output();
-                }
-            }
-        }
+        remove_rules_for_subnet(&self.subnet);
         let _ = Command::new("docker")
             .args(["network", "rm", &self.name])
             .output();
+    }
+}
+
+/// Deletes the daemon's rules (ours: they mention autoheal) for a test subnet: DOCKER-USER,
+/// INPUT, nat PREROUTING.
+pub fn remove_rules_for_subnet(subnet: &str) {
+    for (table, chain) in [
+        ("nat", "PREROUTING"),
+        ("filter", "DOCKER-USER"),
+        ("filter", "INPUT"),
+    ] {
+        let listing = Command::new("iptables")
+            .args(["-t", table, "-S", chain])
+            .output()
+            .expect("iptables");
+        for rule in String::from_utf8_lossy(&listing.stdout).lines() {
+            if rule.contains(subnet) && rule.contains("autoheal") {
+                let spec = rule.replacen("-A ", "-D ", 1);
+                let _ = Command::new("sh")
+                    .args(["-c", &format!("iptables -t {table} {spec}")])
+                    .output();
+            }
+        }
     }
 }
