@@ -592,4 +592,32 @@ mod tests {
         assert_eq!(egress.refusals().len(), REFUSALS_KEPT);
         assert_eq!(egress.counts().1, (REFUSALS_KEPT + 8) as u64);
     }
+
+    #[tokio::test]
+    async fn two_hundred_concurrent_tunnels_from_one_sandbox_all_carry_their_bytes() {
+        let port = destination(b"").await;
+        let (proxy, egress, address) = proxy(port, &[]).await;
+        let tunnels: Vec<_> = (0..200)
+            .map(|n| {
+                tokio::spawn(async move {
+                    let mut client = TcpStream::connect(address).await.unwrap();
+                    let head = format!(
+                        "CONNECT {MAPPED_ENDPOINT_HOST}:{port} HTTP/1.1\r\nHost: x\r\n\r\n"
+                    );
+                    let answer = exchange(&mut client, &head, "\r\n\r\n").await;
+                    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+                    let line = format!("tunnel {n}\n");
+                    assert_eq!(exchange(&mut client, &line, &line).await, line);
+                    client
+                })
+            })
+            .collect();
+        let mut open = Vec::new();
+        for tunnel in tunnels {
+            open.push(tunnel.await.expect("no tunnel lost"));
+        }
+        assert_eq!(egress.counts(), (200, 0));
+        assert_eq!(proxy.totals(), (200, 0));
+        assert_eq!(open.len(), 200);
+    }
 }
