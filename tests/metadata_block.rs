@@ -280,7 +280,7 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
     });
     let gateway = SANDBOX_SUBNET.replace(".0/24", ".1");
     let both = format!(
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {FAKE_IMDS} 80; echo \"test-host=$?\"; nc -w 3 {gateway} {port} </dev/null; echo \"host-port=$?\""
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {FAKE_IMDS} 80; echo \"test-host=$?\"; nc -w 3 {gateway} {port} </dev/null; echo \"host-port=$?\"; nslookup example.com >/dev/null 2>&1; echo \"dns=$?\""
     );
     let mut ask = fetch_fake_imds();
     ask.command = vec!["sh".into(), "-c".into(), both];
@@ -303,6 +303,7 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
         out.contains("host-port=1"),
         "and the host's own port: {done:?}"
     );
+    assert!(!out.contains("dns=0"), "and name lookups: {done:?}");
     let fence = fence_rules();
     assert_eq!(fence.len(), 4, "{fence:?}");
 

@@ -29,6 +29,7 @@ fn sleeper(id: &str) -> ContainerSpec {
         command: vec!["sleep".into(), "300".into()],
         env: BTreeMap::from([("CANARY".into(), Secret::new("not-a-label"))]),
         files: Vec::new(),
+        fenced: false,
         limits: Limits {
             memory: ByteSize::mib(64),
             cpus: 0.2,

@@ -4,8 +4,9 @@
 //! - `proxy.rs`: the allowlisting HTTP proxy (CONNECT tunnels, plain HTTP only for an
 //!   emulator's `endpoint_url`), per-sandbox accounting of what was allowed and refused.
 //!
-//! Work in progress (the default-deny firewall rules and the manager's wiring come next):
-//! nothing in the daemon uses it yet.
+//! The firewall half — the rules that leave a sandbox subnet nothing but this proxy and the
+//! credentials endpoint — is `sandbox/egress_fence.rs`; the sandbox manager admits each
+//! bridge sandbox here when it starts (`sandbox/egress_lease.rs`).
 
 mod allowlist;
 mod proxy;

@@ -8,15 +8,19 @@
 //!   IMDS, the blocked addresses, this host's own — unless the name is the integration's
 //!   `endpoint_url`), connects, answers 200 and copies bytes both ways. No TLS is terminated,
 //!   nothing is read or kept of the payload;
-//! - an absolute-form `GET http://host:port/…`: only for an `http://` `endpoint_url` (an
-//!   emulator), forwarded as is;
+//! - an absolute-form request (`GET http://host:port/…`, any method): only for an `http://`
+//!   `endpoint_url` (an emulator), forwarded without hop-by-hop headers;
 //! - anything else, or a refusal: `403` with a one-line reason, so the agent's tool call
 //!   fails saying why.
 //!
 //! Every decision is counted (per sandbox and in `/metrics`); refusals are kept in the
 //! sandbox's record (at most [`REFUSALS_KEPT`]) and logged while that list has room, so a
-//! hostile sandbox cannot flood the log. A sandbox's tunnels are closed when it ends.
-//! Connections are bounded like the API's (`crate::connections`).
+//! hostile sandbox cannot flood the log. A destination that is allowed but cannot be reached
+//! answers 502 (not a refusal). A sandbox's tunnels are closed when it ends.
+//! Connections — tunnels included: a tunnel keeps its connection's slot — are bounded like
+//! the API's (`crate::connections`): at most [`MAX_CONNECTIONS`] in all and
+//! [`MAX_TUNNELS_PER_SANDBOX`] tunnels per sandbox; a tunnel counts as busy (never evicted
+//! as idle) and lives at most as long as its sandbox.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -38,13 +42,30 @@ use tokio::sync::watch;
 
 use super::allowlist::{Allowlist, Destination};
 use crate::config::Cidr;
-use crate::connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
+use crate::connections::{
+    AcceptBackoff, Admission, ConnectionTable, Registration, RequestGuard, Tracked,
+};
 
 /// Open connections across every sandbox (tunnels included): an SDK keeps a handful per
 /// sandbox, and at most 1024 sandboxes run; beyond it the idlest is closed.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Refusals kept (and logged) per sandbox; later ones are counted only.
 pub const REFUSALS_KEPT: usize = 32;
+/// Open tunnels per sandbox: an SDK pools a few connections per endpoint, the agent's tools
+/// call six services; 256 is far beyond that and keeps one sandbox from taking every slot.
+pub const MAX_TUNNELS_PER_SANDBOX: usize = 256;
+/// A plain-HTTP exchange with the emulator, start to end of the answer's head.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Headers that concern one hop only, never forwarded.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
 /// A request head must arrive within this of its first byte.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection without a request (not a tunnel) is closed after this.
@@ -75,6 +96,8 @@ pub struct SandboxEgress {
     allowed: AtomicU64,
     refused_total: AtomicU64,
     refused: Mutex<Vec<Refusal>>,
+    /// Tunnels open now.
+    tunnels: std::sync::atomic::AtomicUsize,
     /// Becomes true when the sandbox ends: its tunnels close.
     ended: watch::Sender<bool>,
 }
@@ -160,9 +183,13 @@ impl EgressProxy {
             allowed: AtomicU64::new(0),
             refused_total: AtomicU64::new(0),
             refused: Mutex::new(Vec::new()),
+            tunnels: std::sync::atomic::AtomicUsize::new(0),
             ended: watch::channel(false).0,
         });
-        self.lock().insert(address, egress.clone());
+        if let Some(previous) = self.lock().insert(address, egress.clone()) {
+            tracing::warn!(%address, previous = %previous.sandbox_id, sandbox = %sandbox_id, "a sandbox address was still admitted for an ended sandbox; replaced");
+            previous.ended.send_replace(true);
+        }
         self.admitted.notify_waiters();
         egress
     }
@@ -182,11 +209,17 @@ impl EgressProxy {
         }
     }
 
-    /// The sandbox at `address` has ended: nothing more goes out for it, its tunnels close.
-    pub fn release(&self, address: IpAddr) {
-        if let Some(egress) = self.lock().remove(&address) {
-            egress.ended.send_replace(true);
+    /// The sandbox `egress` (at `address`) has ended: nothing more goes out for it, its
+    /// tunnels close. A newer sandbox given the same address meanwhile keeps its admission.
+    pub fn release(&self, address: IpAddr, egress: &Arc<SandboxEgress>) {
+        let mut by_address = self.lock();
+        if by_address
+            .get(&address)
+            .is_some_and(|current| Arc::ptr_eq(current, egress))
+        {
+            by_address.remove(&address);
         }
+        egress.ended.send_replace(true);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Arc<SandboxEgress>>> {
@@ -226,13 +259,16 @@ impl EgressProxy {
                 tracing::warn!(%peer, "egress proxy: every connection is busy; refused one");
                 continue;
             };
+            // Shared with a tunnel the connection becomes: its slot is held until both end.
+            let registration = Arc::new(registration);
             let proxy = self.clone();
-            let connection = registration.connection.clone();
+            let slot = registration.clone();
             let service = service_fn(move |request| {
                 let proxy = proxy.clone();
-                let busy = connection.request();
+                let slot = slot.clone();
+                let busy = slot.connection.request();
                 async move {
-                    let response = proxy.handle(peer.ip(), request).await;
+                    let response = proxy.handle(peer.ip(), request, slot).await;
                     drop(busy);
                     Ok::<_, Infallible>(response)
                 }
@@ -254,7 +290,12 @@ impl EgressProxy {
         }
     }
 
-    async fn handle(&self, peer: IpAddr, request: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        peer: IpAddr,
+        request: Request<Incoming>,
+        slot: Arc<Registration>,
+    ) -> Response<ProxyBody> {
         let Some(egress) = self.sandbox_at(peer).await else {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return refuse(
@@ -264,7 +305,11 @@ impl EgressProxy {
         };
         let (host, port) = match target(&request) {
             Ok(target) => target,
-            Err(reason) => return refuse(StatusCode::BAD_REQUEST, &reason),
+            Err(reason) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                egress.refuse("-", 0, &reason);
+                return refuse(StatusCode::BAD_REQUEST, &reason);
+            }
         };
         let tunnel = request.method() == Method::CONNECT;
         let decided = if tunnel {
@@ -272,67 +317,110 @@ impl EgressProxy {
         } else {
             egress.allowlist.plain(&host, port)
         };
-        let connected = match decided {
+        let decided = decided.and_then(|destination| {
+            if tunnel && egress.tunnels.load(Ordering::SeqCst) >= MAX_TUNNELS_PER_SANDBOX {
+                Err(format!(
+                    "this sandbox has {MAX_TUNNELS_PER_SANDBOX} tunnels open already"
+                ))
+            } else {
+                Ok(destination)
+            }
+        });
+        let stream = match decided {
             Ok(destination) => self.connect(&destination).await,
-            Err(reason) => Err(reason),
+            Err(reason) => Err(Unreached::Refused(reason)),
         };
-        let stream = match connected {
+        let stream = match stream {
             Ok(stream) => stream,
-            Err(reason) => {
+            Err(Unreached::Refused(reason)) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 egress.refuse(&host, port, &reason);
                 return refuse(StatusCode::FORBIDDEN, &format!("egress refused: {reason}"));
+            }
+            Err(Unreached::Failed(reason)) => {
+                tracing::debug!(sandbox = %egress.sandbox_id, %host, port, %reason, "egress: an allowed destination could not be reached");
+                return refuse(StatusCode::BAD_GATEWAY, &format!("egress: {reason}"));
             }
         };
         self.allowed.fetch_add(1, Ordering::Relaxed);
         egress.allow(&host, port);
         if tunnel {
-            tokio::spawn(relay(request, stream, egress.ended.subscribe()));
+            egress.tunnels.fetch_add(1, Ordering::SeqCst);
+            // Busy from now on: tunnel bytes are no slow request head, nor an idle keep-alive.
+            let busy = slot.connection.request();
+            tokio::spawn(relay(request, stream, egress, (slot, busy)));
             Response::new(empty())
         } else {
-            forward(request, stream).await
+            match tokio::time::timeout(FORWARD_TIMEOUT, forward(request, stream)).await {
+                Ok(response) => response,
+                Err(_) => refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "egress: {host} did not answer within {}s",
+                        FORWARD_TIMEOUT.as_secs()
+                    ),
+                ),
+            }
         }
     }
 
-    /// Resolves `destination` and connects to the first address a sandbox may reach.
-    async fn connect(&self, destination: &Destination) -> Result<TcpStream, String> {
-        let name = (destination.host.as_str(), destination.port);
+    /// Resolves `destination` and connects to the addresses a sandbox may reach, in turn.
+    async fn connect(&self, destination: &Destination) -> Result<TcpStream, Unreached> {
+        let host = &destination.host;
+        let name = (host.as_str(), destination.port);
         let resolved: Vec<SocketAddr> =
             tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(name))
                 .await
-                .map_err(|_| format!("{}: resolving the name timed out", destination.host))?
-                .map_err(|e| format!("{}: cannot resolve the name ({e})", destination.host))?
+                .map_err(|_| Unreached::Failed(format!("{host}: resolving the name timed out")))?
+                .map_err(|e| Unreached::Failed(format!("{host}: cannot resolve the name ({e})")))?
                 .collect();
         let reachable: Vec<SocketAddr> = resolved
             .into_iter()
-            .filter(|a| destination.endpoint || self.may_reach(a.ip()))
+            .filter(|a| self.may_reach(a.ip(), destination.endpoint))
             .collect();
-        let Some(first) = reachable.first() else {
-            return Err(format!(
-                "{} resolves only to addresses sandboxes may not reach (loopback, link-local, blocked, this host)",
-                destination.host
-            ));
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(first))
-            .await
-            .map_err(|_| format!("{}: connecting timed out", destination.host))?
-            .map_err(|e| format!("{}: cannot connect ({e})", destination.host))
+        if reachable.is_empty() {
+            return Err(Unreached::Refused(format!(
+                "{host} resolves only to addresses sandboxes may not reach (loopback, link-local, blocked, this host)"
+            )));
+        }
+        let mut last = String::new();
+        for address in reachable {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = format!("{host}: cannot connect ({e})"),
+                Err(_) => last = format!("{host}: connecting timed out"),
+            }
+        }
+        Err(Unreached::Failed(last))
     }
 
     /// Whether a sandbox may reach `ip` by an allowlisted name: private addresses yes (VPC
-    /// endpoints resolve to them), loopback, link-local, blocked and this host's own no.
-    fn may_reach(&self, ip: IpAddr) -> bool {
+    /// endpoints resolve to them); link-local (IMDS), blocked, multicast and unspecified
+    /// never; loopback and this host's own only for the integration's `endpoint_url`
+    /// (`endpoint`: an emulator next to the daemon). IPv4-mapped IPv6 counts as IPv4.
+    fn may_reach(&self, ip: IpAddr, endpoint: bool) -> bool {
+        let ip = ip.to_canonical();
         let link_local = match ip {
             IpAddr::V4(v4) => v4.is_link_local(),
             IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
         };
-        !(ip.is_loopback()
-            || ip.is_unspecified()
+        if ip.is_unspecified()
             || ip.is_multicast()
             || link_local
             || self.blocked.iter().any(|b| b.contains(ip))
-            || is_this_host(ip))
+        {
+            return false;
+        }
+        endpoint || !(ip.is_loopback() || is_this_host(ip))
     }
+}
+
+/// Why an allowed request got no connection.
+enum Unreached {
+    /// The proxy's rules say no (403).
+    Refused(String),
+    /// The destination could not be resolved or reached (502).
+    Failed(String),
 }
 
 /// An address is this host's own when a socket can be bound to it.
@@ -358,24 +446,24 @@ fn target(request: &Request<Incoming>) -> Result<(String, u16), String> {
 }
 
 /// Copies bytes both ways between the upgraded client connection and `upstream`, until
-/// either side closes or the sandbox ends.
+/// either side closes or the sandbox ends. Holds the connection's slot, marked busy, all
+/// along (`held`).
 async fn relay(
     request: Request<Incoming>,
     mut upstream: TcpStream,
-    mut ended: watch::Receiver<bool>,
+    egress: Arc<SandboxEgress>,
+    held: (Arc<Registration>, RequestGuard),
 ) {
-    let upgraded = match hyper::upgrade::on(request).await {
-        Ok(upgraded) => upgraded,
-        Err(err) => {
-            tracing::debug!(error = %err, "egress proxy: the client never used its tunnel");
-            return;
+    let mut ended = egress.ended.subscribe();
+    if let Ok(upgraded) = hyper::upgrade::on(request).await {
+        let mut client = TokioIo::new(upgraded);
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+            _ = ended.wait_for(|ended| *ended) => {}
         }
-    };
-    let mut client = TokioIo::new(upgraded);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        _ = ended.wait_for(|ended| *ended) => {}
     }
+    egress.tunnels.fetch_sub(1, Ordering::SeqCst);
+    drop(held);
 }
 
 /// Sends an absolute-form request on to `upstream` (origin-form, headers as they came) and
@@ -390,8 +478,9 @@ async fn forward(mut request: Request<Incoming>, upstream: TcpStream) -> Respons
         Ok(uri) => uri,
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "egress refused: a malformed path"),
     };
-    request.headers_mut().remove("proxy-connection");
-    request.headers_mut().remove("proxy-authorization");
+    for header in HOP_BY_HOP {
+        request.headers_mut().remove(header);
+    }
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
             Ok(pair) => pair,
@@ -515,7 +604,7 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert_eq!(exchange(&mut client, "ping\n", "ping\n").await, "ping\n");
         assert_eq!(egress.counts(), (1, 0));
-        proxy.release(LOOPBACK);
+        proxy.release(LOOPBACK, &egress);
         let mut rest = Vec::new();
         let closed =
             tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
@@ -574,7 +663,7 @@ mod tests {
         assert_eq!(proxy.totals(), (0, 4));
 
         // After the sandbox ends its address is nobody's: refused.
-        proxy.release(LOOPBACK);
+        proxy.release(LOOPBACK, &egress);
         let mut client = TcpStream::connect(address).await.unwrap();
         let head = format!("CONNECT {MAPPED_ENDPOINT_HOST}:{port} HTTP/1.1\r\nHost: x\r\n\r\n");
         let answer = exchange(&mut client, &head, "running sandbox").await;

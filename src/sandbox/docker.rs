@@ -37,6 +37,11 @@ pub const SANDBOX_USER: &str = "65532:65532";
 const TMPFS: &str = "rw,noexec,nosuid,nodev,size=64m";
 /// Bounds Docker's own copy of the output on disk; we return at most `output_cap` of it.
 const LOG_MAX_SIZE: &str = "16m";
+/// The DNS server a fenced sandbox is given: TEST-NET-1 (RFC 5737), never routed, and
+/// refused by the fence anyway. Docker's embedded resolver forwards a sandbox's queries to
+/// it from the sandbox's own namespace, where the fence stops them; left to the host's
+/// resolver on loopback, it would forward them from the host's namespace instead.
+const FENCED_DNS: &str = "192.0.2.1";
 /// How long a stopped container gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE_SECS: i32 = 2;
 
@@ -112,6 +117,12 @@ impl DockerBackend {
             labels: Some(HashMap::from([(
                 LABEL_MANAGED.to_owned(),
                 "true".to_owned(),
+            )])),
+            // No traffic between sandboxes on the bridge (Docker drops it, and loads
+            // br_netfilter so the fence sees what is bridged).
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
             )])),
             ipam: subnet.map(|subnet| bollard::models::Ipam {
                 config: Some(vec![bollard::models::IpamConfig {
@@ -217,6 +228,11 @@ impl DockerBackend {
     }
 }
 
+/// Whether the kernel has IPv6 (a sandbox's IPv6 can only be switched off where it exists).
+fn host_has_ipv6() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 /// The hardening every sandbox container gets (pure, so it is unit-tested).
 fn host_config(spec: &ContainerSpec) -> HostConfig {
     HostConfig {
@@ -230,6 +246,10 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         pids_limit: Some(i64::from(spec.limits.pids)),
         init: Some(true),
         network_mode: Some(spec.limits.network.clone()),
+        dns: spec.fenced.then(|| vec![FENCED_DNS.to_owned()]),
+        sysctls: (spec.fenced && host_has_ipv6()).then(|| {
+            HashMap::from([("net.ipv6.conf.all.disable_ipv6".to_owned(), "1".to_owned())])
+        }),
         // A bind *mount* (not `binds`): a missing source is an error, never an empty
         // directory the engine creates.
         mounts: (!spec.files.is_empty()).then(|| {
@@ -538,6 +558,7 @@ mod tests {
             command: vec!["autoheal".into()],
             env: BTreeMap::new(),
             files: Vec::new(),
+            fenced: false,
             limits: Limits {
                 memory: ByteSize::mib(512),
                 cpus: 0.5,

@@ -69,6 +69,6 @@ impl EgressLease {
 
 impl Drop for EgressLease {
     fn drop(&mut self) {
-        self.proxy.release(self.address);
+        self.proxy.release(self.address, &self.egress);
     }
 }

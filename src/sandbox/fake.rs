@@ -6,6 +6,7 @@
 //! tests can check the manager's rules — admission, deadlines, drain — without root.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,12 @@ use super::SandboxError;
 use super::backend::{Ended, ImageFacts, ManagedContainer, SandboxBackend, Started};
 use super::spec::{Captured, ContainerSpec};
 use crate::config::Cidr;
+
+/// A "container"'s address on a bridge network (all share the host's loopback); none on
+/// `host` and `none`.
+fn bridge_address(network: &str) -> Option<IpAddr> {
+    (!matches!(network, "host" | "none")).then_some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
 
 /// The exit code of a container killed by `stop` (128 + SIGKILL), as Docker reports it.
 const KILLED: i64 = 137;
@@ -125,6 +132,12 @@ impl SandboxBackend for FakeBackend {
         Ok(())
     }
 
+    /// A bridge's gateway is the host's loopback here (the proxy and the credentials
+    /// endpoint listen there in tests).
+    async fn network_gateway(&self, network: &str) -> Result<Option<IpAddr>, SandboxError> {
+        Ok(bridge_address(network))
+    }
+
     async fn prepare_network(
         &self,
         _network: &str,
@@ -185,7 +198,7 @@ impl SandboxBackend for FakeBackend {
         Ok(Started {
             container: id,
             output,
-            address: None,
+            address: bridge_address(&spec.limits.network),
         })
     }
 

@@ -312,6 +312,7 @@ impl SandboxManager {
             command: request.command.clone(),
             env: environment(&request, &integration, delivered, proxy_url.as_deref()),
             files: grant.iter().map(|g| g.mount.clone()).collect(),
+            fenced,
             limits: Limits {
                 memory: sandbox.memory,
                 cpus: sandbox.cpus,
@@ -670,6 +671,8 @@ impl SandboxManager {
                 }
                 Ok(()) if was_down => {
                     was_down = false;
+                    // After a Docker restart: its rules were rewritten, ours may be gone.
+                    self.keep_firewall_rules().await;
                     match self.reap_orphans().await {
                         Ok(n) => {
                             tracing::info!(reaped = n, "the container engine answers again")

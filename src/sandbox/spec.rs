@@ -40,6 +40,9 @@ pub struct ContainerSpec {
     pub env: BTreeMap<String, Secret>,
     /// Host files mounted read-only into the container (the credentials token).
     pub files: Vec<MountedFile>,
+    /// Behind the egress fence: no DNS server of its own that the host would ask for it,
+    /// no IPv6 (its link-local addresses would bypass the IPv4 fence).
+    pub fenced: bool,
     pub limits: Limits,
 }
 
