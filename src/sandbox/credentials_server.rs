@@ -125,7 +125,10 @@ impl CredentialsServer {
                 }
             });
             let tracked = Tracked::new(stream, registration.connection.clone());
+            // half_close: a client that shuts its sending side after the request (nc, some
+            // SDK clients) still gets its answer.
             let served = http1::Builder::new()
+                .half_close(true)
                 .header_read_timeout(None)
                 .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(tracked), service);

@@ -389,6 +389,16 @@ impl BridgeNetwork {
 
 impl Drop for BridgeNetwork {
     fn drop(&mut self) {
+        // A test that failed may leave a sandbox on it (its manager never stopped it).
+        let attached = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("network={}", self.name)])
+            .output()
+            .expect("docker ps");
+        for container in String::from_utf8_lossy(&attached.stdout).split_whitespace() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", container])
+                .output();
+        }
         remove_rules_for_subnet(&self.subnet);
         let _ = Command::new("docker")
             .args(["network", "rm", &self.name])
