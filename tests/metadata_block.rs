@@ -327,6 +327,47 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
         },
     )
     .await;
+    // A firewall manager putting its own ACCEPT above ours: the keeper puts ours first again.
+    let foreign = [
+        "-s",
+        SANDBOX_SUBNET,
+        "-m",
+        "comment",
+        "--comment",
+        "test: a foreign rule",
+        "-j",
+        "ACCEPT",
+    ];
+    let inserted = Command::new("iptables")
+        .args(["-I", "INPUT", "1"])
+        .args(foreign)
+        .output()
+        .unwrap();
+    assert!(inserted.status.success(), "{inserted:?}");
+    let first_is_ours = || {
+        let out = Command::new("iptables")
+            .args(["-S", "INPUT"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("-A "))
+            .is_some_and(|l| l.contains(FENCE_COMMENT))
+    };
+    assert!(!first_is_ours());
+    support::wait_for(
+        "the fence to be first again",
+        autoheal::sandbox::HEALTH_CHECK_EVERY + Duration::from_secs(5),
+        || {
+            let first = first_is_ours();
+            async move { first.then_some(()) }
+        },
+    )
+    .await;
+    let _ = Command::new("iptables")
+        .args(["-D", "INPUT"])
+        .args(foreign)
+        .output();
     keeper.abort();
 }
 

@@ -62,7 +62,7 @@ pub async fn ensure(subnets: &[Cidr], open: &[SocketAddr]) -> Result<(), String>
                 break;
             }
         }
-        if complete && in_order(subnet).await? {
+        if complete && in_order(subnet).await? && first_in_chains(subnet).await? {
             continue;
         }
         let source = subnet.to_string();
@@ -96,6 +96,40 @@ async fn in_order(subnet: &Cidr) -> Result<bool, String> {
         Some(at) => !ours[at..].iter().any(|w| w.iter().any(|x| x == "ACCEPT")),
         None => false,
     })
+}
+
+/// Whether our rules for `subnet` come before any other in both chains: a firewall manager
+/// (ufw, firewalld) reloading its own rules above ours could otherwise ACCEPT what we
+/// REJECT.
+async fn first_in_chains(subnet: &Cidr) -> Result<bool, String> {
+    let source = subnet.to_string();
+    for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
+        if !ours_first(&iptables::list("filter", chain).await?, &source) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether, in a chain's listing, every fence rule for `source` precedes every rule not of
+/// autoheal's (our IMDS rule and other subnets' fences may sit among them).
+fn ours_first(listing: &[Vec<String>], source: &str) -> bool {
+    let appended = listing
+        .iter()
+        .filter(|words| words.first().map(String::as_str) == Some("-A"));
+    let mut foreign_seen = false;
+    for words in appended {
+        let autoheal = words.iter().any(|w| w.starts_with("autoheal:"));
+        if !autoheal {
+            foreign_seen = true;
+        } else if foreign_seen
+            && words.iter().any(|w| w == FENCE_COMMENT)
+            && iptables::has_source(words, source)
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// The rules for `subnet`, in order: (chain, arguments after the chain).
@@ -191,5 +225,24 @@ mod tests {
                 .iter()
                 .all(|(_, r)| r.contains(&FENCE_COMMENT.to_owned()))
         );
+    }
+
+    #[test]
+    fn a_foreign_rule_above_ours_is_noticed() {
+        let listing = |lines: &[&str]| -> Vec<Vec<String>> {
+            lines.iter().map(|l| iptables::split_rule(l)).collect()
+        };
+        let ours = r#"-A DOCKER-USER -s 198.18.122.0/24 -m comment --comment "autoheal: sandbox egress fence" -j REJECT"#;
+        let imds = r#"-A DOCKER-USER -s 198.18.122.0/24 -d 169.254.169.254/32 -m comment --comment "autoheal: sandboxes must not reach instance metadata" -j REJECT"#;
+        let foreign = "-A DOCKER-USER -i br-1 -j ACCEPT";
+        let docker_end = "-A DOCKER-USER -j RETURN";
+        let subnet = "198.18.122.0/24";
+        let fine = listing(&["-N DOCKER-USER", imds, ours, docker_end]);
+        assert!(ours_first(&fine, subnet));
+        assert!(ours_first(&listing(&["-P INPUT ACCEPT"]), subnet));
+        let below = listing(&["-N DOCKER-USER", foreign, ours, docker_end]);
+        assert!(!ours_first(&below, subnet));
+        // Another subnet's fence below a foreign rule is that subnet's keeper's business.
+        assert!(ours_first(&below, "198.18.121.0/24"));
     }
 }
