@@ -8,16 +8,28 @@
 //! config blocks that address instead of 169.254.169.254. A control run without the block
 //! proves the stand-in is reachable, so the blocked run's failure means the rule worked.
 //!
+//! The egress fence is tested here too, from inside a sandbox: a test host beside the
+//! stand-in (a web server and a DNS server that writes down every query), the stand-in, a
+//! port on the host, the daemon's API and Docker's embedded resolver are each refused — and
+//! each refusal is told by the firewall and shown in the sandbox's record; the fence comes
+//! back after a flush, and is first again after a foreign rule is put above it.
+//!
 //! Needs root (ip netns, iptables), as CI runs.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use autoheal::config::{Config, load_from_str};
-use autoheal::sandbox::{FENCE_COMMENT, RULE_COMMENT, SandboxRequest, SandboxState};
+use autoheal::api::{self, ApiLimits, AppState};
+use autoheal::config::{Config, Secret, load_from_str};
+use autoheal::credentials::RefreshPolicy;
+use autoheal::lifecycle::LiveConfig;
+use autoheal::sandbox::{
+    FENCE_COMMENT, RULE_COMMENT, SandboxManager, SandboxRequest, SandboxState,
+};
 use support::TestBed;
 
 const TEST_IMAGE: &str = "autoheal-sandbox-test:latest";
@@ -27,6 +39,8 @@ const TEST_IMAGE: &str = "autoheal-sandbox-test:latest";
 const TEST_RANGE_PREFIXES: [&str; 2] = ["198.18.", "198.19."];
 /// The stand-in for 169.254.169.254.
 const FAKE_IMDS: &str = "198.18.214.254";
+/// A test host beside it: a web server on port 80 and a DNS server on port 53 (UDP).
+const TEST_HOST: &str = "198.18.214.253";
 /// The veth link between the host and the namespace.
 const HOST_SIDE: &str = "198.18.213.1";
 const NS_SIDE: &str = "198.18.213.2";
@@ -56,6 +70,9 @@ struct StandIn {
     veth: String,
     network: String,
     server: Child,
+    dns: Child,
+    /// Where the DNS server writes a line per query it receives.
+    dns_queries: std::path::PathBuf,
 }
 
 impl StandIn {
@@ -69,7 +86,9 @@ impl StandIn {
         let _ = sh(&["ip", "netns", "del", &netns]);
         let _ = sh(&["ip", "link", "del", &veth]);
         let _ = sh(&["docker", "network", "rm", &network]);
-        let _ = sh(&["ip", "route", "del", &format!("{FAKE_IMDS}/32")]);
+        for address in [FAKE_IMDS, TEST_HOST] {
+            let _ = sh(&["ip", "route", "del", &format!("{address}/32")]);
+        }
         for listing in [sh(&["ip", "-o", "addr"]), sh(&["ip", "route"])] {
             let text = String::from_utf8_lossy(&listing.stdout);
             assert!(
@@ -99,15 +118,17 @@ impl StandIn {
         in_ns(&["ip", "addr", "add", &format!("{NS_SIDE}/30"), "dev", &peer]);
         in_ns(&["ip", "link", "set", &peer, "up"]);
         in_ns(&["ip", "link", "set", "lo", "up"]);
-        in_ns(&["ip", "addr", "add", &format!("{FAKE_IMDS}/32"), "dev", "lo"]);
-        must(&[
-            "ip",
-            "route",
-            "replace",
-            &format!("{FAKE_IMDS}/32"),
-            "via",
-            NS_SIDE,
-        ]);
+        for address in [FAKE_IMDS, TEST_HOST] {
+            in_ns(&["ip", "addr", "add", &format!("{address}/32"), "dev", "lo"]);
+            must(&[
+                "ip",
+                "route",
+                "replace",
+                &format!("{address}/32"),
+                "via",
+                NS_SIDE,
+            ]);
+        }
         let webroot = std::env::temp_dir().join(format!("ah-imds-web-{id}"));
         std::fs::create_dir_all(&webroot).unwrap();
         std::fs::write(webroot.join("index.html"), "instance-metadata\n").unwrap();
@@ -121,12 +142,25 @@ impl StandIn {
                 "http.server",
                 "80",
             ])
-            .args(["--bind", FAKE_IMDS, "--directory"])
+            .args(["--bind", "0.0.0.0", "--directory"])
             .arg(&webroot)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("web server in the namespace");
+        // A DNS server that answers nothing and writes down every query it gets.
+        let dns_queries = webroot.join("dns-queries");
+        std::fs::write(&dns_queries, "").unwrap();
+        let dns_server = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{TEST_HOST}', 53))\nwhile True:\n    data, peer = s.recvfrom(512)\n    with open({path:?}, 'a') as f:\n        f.write(repr(peer) + '\\n')\n",
+            path = dns_queries.display().to_string()
+        );
+        let dns = Command::new("ip")
+            .args(["netns", "exec", &netns, "python3", "-c", &dns_server])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("DNS server in the namespace");
         must(&[
             "docker",
             "network",
@@ -143,6 +177,8 @@ impl StandIn {
             veth,
             network,
             server,
+            dns,
+            dns_queries,
         };
         let probe = format!(
             "import urllib.request; urllib.request.urlopen('http://{FAKE_IMDS}/', timeout=1)"
@@ -158,6 +194,18 @@ impl StandIn {
         stand_in
     }
 
+    /// Queries the test DNS server received.
+    fn dns_queries(&self) -> usize {
+        std::fs::read_to_string(&self.dns_queries)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    fn forget_dns_queries(&self) {
+        std::fs::write(&self.dns_queries, "").unwrap();
+    }
+
     /// Our rules in DOCKER-USER that mention the stand-in address.
     fn rules(&self) -> Vec<String> {
         support::metadata_rules(FAKE_IMDS)
@@ -168,9 +216,13 @@ impl Drop for StandIn {
     fn drop(&mut self) {
         support::remove_metadata_rules(FAKE_IMDS);
         remove_fence_rules();
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = sh(&["ip", "route", "del", &format!("{FAKE_IMDS}/32")]);
+        for child in [&mut self.server, &mut self.dns] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for address in [FAKE_IMDS, TEST_HOST] {
+            let _ = sh(&["ip", "route", "del", &format!("{address}/32")]);
+        }
         let _ = sh(&["ip", "link", "del", &self.veth]);
         let _ = sh(&["ip", "netns", "del", &self.netns]);
         let _ = sh(&["docker", "network", "rm", &self.network]);
@@ -266,9 +318,11 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
     assert!(rules[0].contains(RULE_COMMENT), "{rules:?}");
     assert!(rules[0].contains("-j REJECT"), "{rules:?}");
 
-    // The egress fence (egress = "aws", the default), nothing blocked (the IMDS rule above
-    // removed): the test host the open network reaches is refused, and so is a port on the
-    // host itself.
+    // The egress fence (egress = "aws", the default), the stand-in blocked as IMDS too: the
+    // fence's rules come first, so even IMDS's refusal is told. From inside the sandbox: the
+    // test host (web and DNS), the IMDS stand-in, a port on the host itself, the daemon's API
+    // (served on every address, the worst an operator can do), and a name lookup through
+    // Docker's embedded resolver are each refused, and the sandbox's record says so.
     support::remove_metadata_rules(FAKE_IMDS);
     let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = host_port.local_addr().unwrap().port();
@@ -278,51 +332,105 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
             drop(connection);
         }
     });
+    let fenced_config = config(
+        &bed,
+        &stand_in.network,
+        &format!("\"{FAKE_IMDS}/32\""),
+        "aws",
+    );
+    let fenced = bed.sandbox_manager(&fenced_config).await;
+    let api_port = serve_api(&bed, &fenced_config, fenced.clone()).await;
     let gateway = SANDBOX_SUBNET.replace(".0/24", ".1");
-    let both = format!(
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {FAKE_IMDS} 80; echo \"test-host=$?\"; nc -w 3 {gateway} {port} </dev/null; echo \"host-port=$?\"; nslookup example.com >/dev/null 2>&1; echo \"dns=$?\""
+    let probes = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {TEST_HOST} 80; echo \"test-host=$?\"
+printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {FAKE_IMDS} 80; echo \"imds=$?\"
+nc -w 3 {gateway} {port} </dev/null; echo \"host-port=$?\"
+printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {gateway} {api_port}; echo \"api=$?\"
+nslookup direct.attacker.example {TEST_HOST} >/dev/null 2>&1; echo \"dns-server=$?\"
+nslookup embedded.attacker.example >/dev/null 2>&1; echo \"dns=$?\"
+sleep 1
+"
     );
     let mut ask = fetch_fake_imds();
-    ask.command = vec!["sh".into(), "-c".into(), both];
+    ask.command = vec!["sh".into(), "-c".into(), probes];
     let open_done = open.run_to_end(ask.clone()).await.unwrap();
     let open_out = open_done.stdout.as_deref().unwrap_or_default();
+    for reached in ["test-host=0", "imds=0", "host-port=0", "api=0"] {
+        assert!(
+            open_out.contains(reached),
+            "control: the open network reaches it ({reached}): {open_done:?}"
+        );
+    }
     assert!(
-        open_out.contains("instance-metadata") && open_out.contains("host-port=0"),
-        "control: the open network reaches both: {open_done:?}"
+        stand_in.dns_queries() > 0,
+        "control: the test DNS server hears the open network's query"
     );
-    let fenced = bed
-        .sandbox_manager(&config(&bed, &stand_in.network, "", "aws"))
-        .await;
+    stand_in.forget_dns_queries();
+
     let done = fenced.run_to_end(ask).await.unwrap();
     let out = done.stdout.as_deref().unwrap_or_default();
+    assert!(!out.contains("instance-metadata"), "{done:?}");
+    for refused in ["test-host=1", "imds=1", "host-port=1", "api=1"] {
+        assert!(
+            out.contains(refused),
+            "the fence refuses it ({refused}): {done:?}"
+        );
+    }
     assert!(
-        !out.contains("instance-metadata") && out.contains("test-host=1"),
-        "the fence refuses the test host: {done:?}"
+        !out.contains("dns-server=0") && !out.contains("dns=0"),
+        "and name lookups: {done:?}"
     );
+    assert_eq!(
+        stand_in.dns_queries(),
+        0,
+        "not one query reached the test DNS server"
+    );
+    // Each refusal, told by the firewall, is in the sandbox's record.
+    let told: Vec<(String, u16)> = done
+        .egress_refused
+        .iter()
+        .map(|r| (r.host.clone(), r.port))
+        .collect();
+    for (host, port) in [
+        (TEST_HOST, 80),
+        (FAKE_IMDS, 80),
+        (gateway.as_str(), port),
+        (gateway.as_str(), api_port),
+        (TEST_HOST, 53),
+        // Docker's embedded resolver forwarding the name to the sandbox's DNS server.
+        ("192.0.2.1", 53),
+    ] {
+        assert!(
+            told.contains(&(host.to_owned(), port)),
+            "{host}:{port} refused and told: {:?}",
+            done.egress_refused
+        );
+    }
     assert!(
-        out.contains("host-port=1"),
-        "and the host's own port: {done:?}"
+        done.egress_refused
+            .iter()
+            .all(|r| r.reason.starts_with("refused by the firewall (")),
+        "{:?}",
+        done.egress_refused
     );
-    assert!(!out.contains("dns=0"), "and name lookups: {done:?}");
+    assert!(fenced.egress().totals().1 >= 6);
     let fence = fence_rules();
-    assert_eq!(fence.len(), 4, "{fence:?}");
+    assert_eq!(fence.len(), 6, "{fence:?}");
+    assert_eq!(
+        fence.iter().filter(|r| r.contains("-j NFLOG")).count(),
+        2,
+        "{fence:?}"
+    );
 
     // A firewall flush while the daemon runs: the health check puts the fence back.
     let keeper = tokio::spawn(fenced.clone().run_health_checks());
-    for rule in fence.iter().filter(|r| r.contains("DOCKER-USER")) {
-        let spec = rule.replacen("-A ", "-D ", 1);
-        let deleted = Command::new("sh")
-            .args(["-c", &format!("iptables {spec}")])
-            .output()
-            .unwrap();
-        assert!(deleted.status.success(), "{deleted:?}");
-    }
-    assert_eq!(fence_rules().len(), 3);
+    delete_forward_fence_rules();
+    assert_eq!(fence_rules().len(), 4);
     support::wait_for(
         "the fence to come back",
         autoheal::sandbox::HEALTH_CHECK_EVERY + Duration::from_secs(5),
         || {
-            let back = fence_rules().len() == 4;
+            let back = fence_rules().len() == 6;
             async move { back.then_some(()) }
         },
     )
@@ -369,6 +477,54 @@ async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
         .args(foreign)
         .output();
     keeper.abort();
+
+    // No sandbox starts unfenced: with the keeper stopped and the rules flushed, the next
+    // start puts them back before its container runs.
+    delete_forward_fence_rules();
+    assert_eq!(fence_rules().len(), 4);
+    let mut ask = fetch_fake_imds();
+    ask.command = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("nc -w 5 {TEST_HOST} 80 </dev/null; echo \"test-host=$?\""),
+    ];
+    let done = fenced.run_to_end(ask).await.unwrap();
+    assert!(
+        done.stdout
+            .as_deref()
+            .unwrap_or_default()
+            .contains("test-host=1"),
+        "{done:?}"
+    );
+    assert_eq!(fence_rules().len(), 6);
+}
+
+/// Deletes the fence's DOCKER-USER rules for the sandbox subnet, as a firewall reload would.
+fn delete_forward_fence_rules() {
+    for rule in fence_rules().iter().filter(|r| r.contains("DOCKER-USER")) {
+        let spec = rule.replacen("-A ", "-D ", 1);
+        let deleted = Command::new("sh")
+            .args(["-c", &format!("iptables {spec}")])
+            .output()
+            .unwrap();
+        assert!(deleted.status.success(), "{deleted:?}");
+    }
+}
+
+/// Serves the daemon's API for `sandboxes` on every address (port chosen by the kernel).
+async fn serve_api(bed: &TestBed, config: &Config, sandboxes: Arc<SandboxManager>) -> u16 {
+    let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
+    let broker = Arc::new(bed.broker(&config.integrations, policy).await);
+    let state = Arc::new(AppState {
+        live: Arc::new(LiveConfig::new(config.clone(), broker)),
+        sandboxes,
+        token: Secret::new("metadata-block-test-api-token-0123"),
+        limits: ApiLimits::from(&config.server),
+    });
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    port
 }
 
 /// Our egress-fence rules for the sandbox subnet (DOCKER-USER and INPUT), as `-S` lists

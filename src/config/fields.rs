@@ -317,6 +317,62 @@ impl fmt::Display for HostPattern {
     }
 }
 
+/// `sandbox.upstream_proxy`: an HTTP proxy the egress proxy sends sandboxes' AWS tunnels
+/// through (`http://host:port`; a corporate proxy, or the way out of a VPC without NAT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamProxy {
+    pub host: String,
+    pub port: u16,
+}
+
+impl UpstreamProxy {
+    /// Parses `http://host:port`; the error says what is expected.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let expected = "(expected http://host:port, such as \"http://proxy.corp.example:3128\")";
+        let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e} {expected}"))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "scheme {:?}: the daemon speaks plain HTTP CONNECT to its upstream proxy {expected}",
+                url.scheme()
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "credentials in the URL are not supported (they would show in the config and its checks) {expected}"
+            ));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "a path, query or fragment has no meaning here {expected}"
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("no host {expected}"))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url
+            .port()
+            .ok_or_else(|| format!("no port (a proxy has no default one) {expected}"))?;
+        Ok(Self { host, port })
+    }
+}
+
+impl Serialize for UpstreamProxy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for UpstreamProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "http://[{}]:{}", self.host, self.port),
+            false => write!(f, "http://{}:{}", self.host, self.port),
+        }
+    }
+}
+
 /// What a bridge sandbox may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

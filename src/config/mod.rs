@@ -20,7 +20,7 @@ use serde::Serialize;
 
 pub use fields::{
     AccountId, AuthMethod, Cidr, CredentialsDelivery, Egress, HostPattern, LogFormat, Region,
-    RoleArn, SessionMode,
+    RoleArn, SessionMode, UpstreamProxy,
 };
 pub use load::{ConfigError, ConfigIssue, DEFAULT_CONFIG_PATH, load, load_from_str};
 pub use secret::{REDACTED, Secret};
@@ -169,6 +169,8 @@ pub struct SandboxConfig {
     pub egress: Egress,
     /// Host name patterns bridge sandboxes may reach besides their AWS endpoints.
     pub egress_allow: Vec<HostPattern>,
+    /// An HTTP proxy the egress proxy chains AWS tunnels through.
+    pub upstream_proxy: Option<UpstreamProxy>,
 }
 
 /// `[oidc]`: the daemon as its own OIDC issuer.

@@ -78,6 +78,7 @@ pub struct RawSandbox {
     pub egress: Option<Scalar>,
     pub subnet: Option<Scalar>,
     pub egress_allow: Option<Scalar>,
+    pub upstream_proxy: Option<Scalar>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

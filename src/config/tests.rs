@@ -461,6 +461,41 @@ fn a_network_contains_its_addresses_only() {
 }
 
 #[test]
+fn an_upstream_proxy_is_http_host_and_port_without_credentials() {
+    let config = load_from_str(&one_integration("")).unwrap();
+    assert_eq!(config.sandbox.upstream_proxy, None);
+    let set = load_from_str(&format!(
+        "[sandbox]\nupstream_proxy = \"http://proxy.corp.example:3128\"\n{}",
+        one_integration("")
+    ))
+    .unwrap();
+    let upstream = set.sandbox.upstream_proxy.unwrap();
+    assert_eq!(
+        (upstream.host.as_str(), upstream.port),
+        ("proxy.corp.example", 3128)
+    );
+    assert_eq!(upstream.to_string(), "http://proxy.corp.example:3128");
+    for (bad, said) in [
+        ("https://proxy.example:3128", "plain HTTP CONNECT"),
+        (
+            "http://user:secret@proxy.example:3128",
+            "credentials in the URL",
+        ),
+        ("http://proxy.example", "no port"),
+        ("http://proxy.example:3128/path", "a path"),
+        ("proxy.example:3128", "expected http://host:port"),
+    ] {
+        let all = issues(&format!(
+            "[sandbox]\nupstream_proxy = \"{bad}\"\n{}",
+            one_integration("")
+        ));
+        let issue = issue_for(&all, "sandbox.upstream_proxy");
+        assert!(issue.message.contains(said), "{bad}: {}", issue.message);
+        assert!(!issue.message.contains("secret"), "{}", issue.message);
+    }
+}
+
+#[test]
 fn egress_is_aws_by_default_and_open_or_a_bad_pattern_is_said() {
     let config = load_from_str(&one_integration("")).unwrap();
     assert_eq!(config.sandbox.egress, Egress::Aws);

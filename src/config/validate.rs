@@ -394,6 +394,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "credentials",
             "egress",
             "egress_allow",
+            "upstream_proxy",
             "subnet",
         ],
     );
@@ -501,6 +502,11 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             Err(message) => c.issue(format!("sandbox.egress_allow[{i}]"), message),
         }
     }
+    let upstream_proxy = c.parsed(
+        "sandbox.upstream_proxy",
+        raw.upstream_proxy.as_ref(),
+        super::fields::UpstreamProxy::parse,
+    );
     SandboxConfig {
         image,
         network,
@@ -516,6 +522,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         subnet,
         egress,
         egress_allow,
+        upstream_proxy,
     }
 }
 

@@ -2,13 +2,16 @@
 //!
 //! - `allowlist.rs`: which host names and ports one sandbox may reach;
 //! - `proxy.rs`: the allowlisting HTTP proxy (CONNECT tunnels, plain HTTP only for an
-//!   emulator's `endpoint_url`), per-sandbox accounting of what was allowed and refused.
+//!   emulator's `endpoint_url`), per-sandbox accounting of what was allowed and refused;
+//! - `firewall_log.rs`: what the fence refused (read from NFLOG), told to the proxy's
+//!   accounting so a sandbox's record shows it too.
 //!
 //! The firewall half — the rules that leave a sandbox subnet nothing but this proxy and the
 //! credentials endpoint — is `sandbox/egress_fence.rs`; the sandbox manager admits each
 //! bridge sandbox here when it starts (`sandbox/egress_lease.rs`).
 
 mod allowlist;
+pub mod firewall_log;
 mod proxy;
 
 pub use crate::config::HostPattern;

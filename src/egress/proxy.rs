@@ -37,11 +37,13 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::allowlist::{Allowlist, Destination};
-use crate::config::Cidr;
+use super::firewall_log::{FirewallLog, Refused};
+use crate::config::{Cidr, UpstreamProxy};
 use crate::connections::{
     AcceptBackoff, Admission, ConnectionTable, Registration, RequestGuard, Tracked,
 };
@@ -145,21 +147,78 @@ pub struct EgressProxy {
     table: Arc<ConnectionTable>,
     /// Addresses no destination may resolve to (`sandbox.blocked_addresses`).
     blocked: Vec<Cidr>,
+    /// Where AWS tunnels go instead of straight out (`sandbox.upstream_proxy`).
+    upstream: Option<UpstreamProxy>,
     allowed: AtomicU64,
     refused: AtomicU64,
+    /// The NFLOG group the firewall tells its refusals on (`None`: it cannot tell them).
+    firewall_log: tokio::sync::OnceCell<Option<u16>>,
+    /// Dropped with the proxy: ends the firewall log's reader.
+    alive: watch::Sender<()>,
 }
 
 impl EgressProxy {
-    pub fn new(blocked: Vec<Cidr>) -> Arc<Self> {
+    pub fn new(blocked: Vec<Cidr>, upstream: Option<UpstreamProxy>) -> Arc<Self> {
         Arc::new(Self {
             by_address: Mutex::new(HashMap::new()),
             admitted: tokio::sync::Notify::new(),
             listening: tokio::sync::Mutex::new(HashMap::new()),
             table: ConnectionTable::new(MAX_CONNECTIONS),
             blocked,
+            upstream,
             allowed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            firewall_log: tokio::sync::OnceCell::new(),
+            alive: watch::channel(()).0,
         })
+    }
+
+    /// The NFLOG group the egress fence should log its refusals to, reading it from now on
+    /// (the first call binds it); `None` when this process cannot read one — the fence
+    /// refuses the same, unreported, and the daemon says so once.
+    pub async fn firewall_log_group(self: &Arc<Self>) -> Option<u16> {
+        *self
+            .firewall_log
+            .get_or_init(|| async {
+                match FirewallLog::bind().await {
+                    Ok(log) => {
+                        let group = log.group();
+                        let proxy = Arc::downgrade(self);
+                        let mut alive = self.alive.subscribe();
+                        tokio::spawn(log.run(
+                            async move { while alive.changed().await.is_ok() {} },
+                            move |refused| {
+                                if let Some(proxy) = proxy.upgrade() {
+                                    proxy.refused_by_firewall(refused);
+                                }
+                            },
+                        ));
+                        tracing::info!(group, "firewall refusals are read from NFLOG");
+                        Some(group)
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%reason, "refusals at the egress fence will not be reported per sandbox (the fence refuses the same)");
+                        None
+                    }
+                }
+            })
+            .await
+    }
+
+    /// A packet the fence refused: counted, and kept in its sandbox's record.
+    pub fn refused_by_firewall(&self, refused: Refused) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let sandbox = self.lock().get(&IpAddr::V4(refused.source)).cloned();
+        let reason = format!(
+            "refused by the firewall ({}): a sandbox reaches only the egress proxy",
+            refused.protocol
+        );
+        match sandbox {
+            Some(egress) => egress.refuse(&refused.destination.to_string(), refused.port, &reason),
+            None => {
+                tracing::debug!(source = %refused.source, destination = %refused.destination, port = refused.port, "egress fence refused a packet from an address that is no running sandbox's")
+            }
+        }
     }
 
     /// Connections allowed and refused since the daemon started (`/metrics`).
@@ -367,8 +426,13 @@ impl EgressProxy {
         }
     }
 
-    /// Resolves `destination` and connects to the addresses a sandbox may reach, in turn.
+    /// Resolves `destination` and connects to the addresses a sandbox may reach, in turn —
+    /// or, with an upstream proxy, has that proxy connect (the integration's `endpoint_url`
+    /// is always reached directly: an emulator or a VPC endpoint next to the daemon).
     async fn connect(&self, destination: &Destination) -> Result<TcpStream, Unreached> {
+        if let (Some(upstream), false) = (&self.upstream, destination.endpoint) {
+            return connect_through(upstream, destination).await;
+        }
         let host = &destination.host;
         let name = (host.as_str(), destination.port);
         let resolved: Vec<SocketAddr> =
@@ -424,6 +488,55 @@ enum Unreached {
     Refused(String),
     /// The destination could not be resolved or reached (502).
     Failed(String),
+}
+
+/// A tunnel to `destination` through the upstream proxy: `CONNECT`, then its `200`. The
+/// upstream resolves the name (a host behind a corporate proxy often cannot); the allowlist
+/// has been applied by name already. Its refusal or silence answers 502 with what it said.
+async fn connect_through(
+    upstream: &UpstreamProxy,
+    destination: &Destination,
+) -> Result<TcpStream, Unreached> {
+    let failed = |what: String| Unreached::Failed(format!("upstream proxy {upstream}: {what}"));
+    let connecting = TcpStream::connect((upstream.host.as_str(), upstream.port));
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| failed("connecting timed out".into()))?
+        .map_err(|e| failed(format!("cannot connect ({e})")))?;
+    let authority = match destination.host.contains(':') {
+        true => format!("[{}]:{}", destination.host, destination.port),
+        false => format!("{}:{}", destination.host, destination.port),
+    };
+    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    let answered = async {
+        stream.write_all(head.as_bytes()).await?;
+        read_head(&mut stream).await
+    };
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, answered)
+        .await
+        .map_err(|_| failed(format!("no answer to CONNECT {authority} in time")))?
+        .map_err(|e| failed(format!("CONNECT {authority} failed ({e})")))?;
+    let status_line = answer.lines().next().unwrap_or_default().trim().to_owned();
+    match status_line.split_whitespace().nth(1) {
+        Some(status) if status.starts_with('2') => Ok(stream),
+        _ => Err(failed(format!(
+            "answered CONNECT {authority} with {status_line:?}"
+        ))),
+    }
+}
+
+/// Reads a response head up to its blank line, a byte at a time (the tunnel's first bytes
+/// must stay unread), at most [`MAX_HEAD_BYTES`].
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD_BYTES {
+            return Err(std::io::Error::other("a response head over 16 KiB"));
+        }
+        let byte = stream.read_u8().await?;
+        head.push(byte);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// An address is this host's own when a socket can be bound to it.
@@ -562,7 +675,16 @@ mod tests {
         endpoint_port: u16,
         patterns: &[&str],
     ) -> (Arc<EgressProxy>, Arc<SandboxEgress>, SocketAddr) {
-        let proxy = EgressProxy::new(vec![Cidr::parse("169.254.169.254/32").unwrap()]);
+        proxy_with(endpoint_port, patterns, None).await
+    }
+
+    async fn proxy_with(
+        endpoint_port: u16,
+        patterns: &[&str],
+        upstream: Option<UpstreamProxy>,
+    ) -> (Arc<EgressProxy>, Arc<SandboxEgress>, SocketAddr) {
+        let blocked = vec![Cidr::parse("169.254.169.254/32").unwrap()];
+        let proxy = EgressProxy::new(blocked, upstream);
         let address = proxy.listen_on(LOOPBACK).await.unwrap();
         let patterns: Vec<HostPattern> = patterns
             .iter()
@@ -612,6 +734,74 @@ mod tests {
         let closed =
             tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
         assert!(closed.is_ok(), "the tunnel closes when the sandbox ends");
+    }
+
+    /// A stand-in upstream proxy: writes down each CONNECT line, answers `answer`, and on a
+    /// 200 relays to the loopback port `to`.
+    async fn upstream_proxy(
+        answer: &'static str,
+        to: u16,
+    ) -> (UpstreamProxy, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let head = read_head(&mut client).await.unwrap();
+                    log.lock()
+                        .unwrap()
+                        .push(head.lines().next().unwrap().to_owned());
+                    client.write_all(answer.as_bytes()).await.unwrap();
+                    if answer.contains(" 200 ") {
+                        let mut onward = TcpStream::connect((LOOPBACK, to)).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut onward).await;
+                    }
+                });
+            }
+        });
+        let upstream = UpstreamProxy {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        (upstream, seen)
+    }
+
+    #[tokio::test]
+    async fn with_an_upstream_proxy_aws_tunnels_go_through_it_and_its_refusal_is_a_502() {
+        let port = destination(b"hello\n").await;
+        let (upstream, seen) =
+            upstream_proxy("HTTP/1.1 200 Connection established\r\n\r\n", port).await;
+        let (_proxy, egress, address) = proxy_with(port, &[], Some(upstream)).await;
+        let mut client = TcpStream::connect(address).await.unwrap();
+        // An AWS name this host need not resolve: the upstream does.
+        let head = "CONNECT logs.us-east-1.amazonaws.com:443 HTTP/1.1\r\nHost: logs.us-east-1.amazonaws.com:443\r\n\r\n";
+        let answer = exchange(&mut client, head, "hello\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(exchange(&mut client, "ping\n", "ping\n").await, "ping\n");
+        // Off the allowlist: refused here, never asked upstream.
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let head = "CONNECT attacker.example:443 HTTP/1.1\r\nHost: attacker.example:443\r\n\r\n";
+        let answer = exchange(&mut client, head, "allowlist").await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["CONNECT logs.us-east-1.amazonaws.com:443 HTTP/1.1"]
+        );
+        assert_eq!(egress.counts(), (1, 1));
+
+        let (upstream, _) = upstream_proxy("HTTP/1.1 403 Forbidden\r\n\r\n", port).await;
+        let (_proxy, _egress, address) = proxy_with(port, &[], Some(upstream)).await;
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let head = "CONNECT sts.amazonaws.com:443 HTTP/1.1\r\nHost: sts.amazonaws.com:443\r\n\r\n";
+        let answer = exchange(&mut client, head, "403 Forbidden").await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+        assert!(
+            answer.contains("upstream proxy http://127.0.0.1:"),
+            "{answer}"
+        );
     }
 
     #[tokio::test]

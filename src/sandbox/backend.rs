@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
 use super::SandboxError;
+use super::egress_fence::Fence;
 use super::spec::{Captured, ContainerSpec};
 use crate::config::Cidr;
 
@@ -84,10 +85,10 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// Fences bridge `network`: from its subnets only `open` (services on its gateway) are
-    /// reachable; everything else is refused. Idempotent; networks whose driver cannot be
-    /// fenced this way (`macvlan`, `ipvlan`) are refused.
-    async fn fence_egress(&self, _network: &str, _open: &[SocketAddr]) -> Result<(), SandboxError> {
+    /// Fences bridge `network`: from its subnets only the fence's open services (on its
+    /// gateway) are reachable; everything else is refused. Idempotent; networks whose driver
+    /// cannot be fenced this way (`macvlan`, `ipvlan`) are refused.
+    async fn fence_egress(&self, _network: &str, _fence: &Fence) -> Result<(), SandboxError> {
         Ok(())
     }
 

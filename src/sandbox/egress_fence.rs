@@ -6,15 +6,19 @@
 //! Rules, per IPv4 subnet, marked with [`FENCE_COMMENT`]:
 //!
 //! ```text
-//! DOCKER-USER (forwarded traffic, before Docker's own rules):
+//! DOCKER-USER (forwarded traffic, before Docker's own rules and our IMDS rule):
+//!   -s <subnet> -m limit … -j NFLOG --nflog-group <group>   # tell the daemon
 //!   -s <subnet> -j REJECT                                   # nothing leaves the bridge
 //! INPUT (traffic to the host itself), in this order:
 //!   -s <subnet> -d <gateway> -p tcp --dport <proxy>    -j ACCEPT
 //!   -s <subnet> -d <gateway> -p tcp --dport <endpoint> -j ACCEPT
+//!   -s <subnet> -m limit … -j NFLOG --nflog-group <group>
 //!   -s <subnet> -j REJECT
 //! ```
 //!
-//! REJECT rather than DROP, so a refused connection fails at once. The DNAT to the
+//! REJECT rather than DROP, so a refused connection fails at once. The NFLOG rules (only
+//! when the daemon reads a group: `crate::egress::firewall_log`) tell the daemon what was
+//! refused, rate-limited, so each sandbox's record shows it. The DNAT to the
 //! credentials endpoint (`credentials_route.rs`) happens before INPUT, so it arrives on the
 //! endpoint's port. Docker's embedded resolver (127.0.0.11) forwards names it does not know
 //! from the sandbox's own network namespace, so its queries meet the same REJECT: no name
@@ -28,6 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::iptables;
 use crate::config::Cidr;
+use crate::egress::firewall_log;
 
 /// Marks our rules (`iptables -S DOCKER-USER`, `iptables -S INPUT`).
 pub const FENCE_COMMENT: &str = "autoheal: sandbox egress fence";
@@ -38,9 +43,18 @@ const INPUT_CHAIN: &str = "INPUT";
 /// One check-and-write at a time (starts and the health check run concurrently).
 static KEEPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Fences every subnet of a sandbox network so that only `open` (services on the bridge's
-/// gateway) are reachable from it. Answers why not, when it cannot.
-pub async fn ensure(subnets: &[Cidr], open: &[SocketAddr]) -> Result<(), String> {
+/// What a fence leaves open, and where it tells what it refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The daemon's services on the bridge's gateway: the proxy, the credentials endpoint.
+    pub open: Vec<SocketAddr>,
+    /// The NFLOG group refusals are told on (`None`: they are not).
+    pub log_group: Option<u16>,
+}
+
+/// Fences every subnet of a sandbox network so that only the fence's open services are
+/// reachable from it. Answers why not, when it cannot.
+pub async fn ensure(subnets: &[Cidr], fence: &Fence) -> Result<(), String> {
     if subnets.is_empty() {
         return Err("the network has no IP subnet to write rules for".into());
     }
@@ -51,7 +65,7 @@ pub async fn ensure(subnets: &[Cidr], open: &[SocketAddr]) -> Result<(), String>
     }
     let _one_at_a_time = KEEPER.lock().await;
     for subnet in subnets {
-        let wanted = rules(subnet, open);
+        let wanted = rules(subnet, fence);
         let mut complete = true;
         for (chain, rule) in &wanted {
             if iptables::run(&with_op("-C", chain, None, rule))
@@ -78,12 +92,13 @@ pub async fn ensure(subnets: &[Cidr], open: &[SocketAddr]) -> Result<(), String>
                 return Err(format!("iptables -I {chain} failed: {message}"));
             }
         }
-        tracing::info!(%subnet, open = ?open, "sandbox egress fenced: only the daemon's proxy and credentials endpoint are reachable from the subnet");
+        tracing::info!(%subnet, open = ?fence.open, log_group = ?fence.log_group, "sandbox egress fenced: only the daemon's proxy and credentials endpoint are reachable from the subnet");
     }
     Ok(())
 }
 
-/// Whether our INPUT rules for `subnet` come in order (ACCEPTs before the REJECT).
+/// Whether our INPUT rules for `subnet` come in order (the ACCEPTs before the NFLOG and the
+/// REJECT: an allowed connection must not be told as refused).
 async fn in_order(subnet: &Cidr) -> Result<bool, String> {
     let source = subnet.to_string();
     let ours: Vec<Vec<String>> = iptables::list("filter", INPUT_CHAIN)
@@ -91,16 +106,17 @@ async fn in_order(subnet: &Cidr) -> Result<bool, String> {
         .into_iter()
         .filter(|w| w.iter().any(|x| x == FENCE_COMMENT) && iptables::has_source(w, &source))
         .collect();
-    let reject_at = ours.iter().position(|w| w.iter().any(|x| x == "REJECT"));
-    Ok(match reject_at {
-        Some(at) => !ours[at..].iter().any(|w| w.iter().any(|x| x == "ACCEPT")),
+    let accepts = |w: &Vec<String>| w.iter().any(|x| x == "ACCEPT");
+    let closing_at = ours.iter().position(|w| !accepts(w));
+    Ok(match closing_at {
+        Some(at) => !ours[at..].iter().any(accepts),
         None => false,
     })
 }
 
 /// Whether our rules for `subnet` come before any other in both chains: a firewall manager
 /// (ufw, firewalld) reloading its own rules above ours could otherwise ACCEPT what we
-/// REJECT.
+/// REJECT, and our own IMDS rule above them would refuse IMDS untold.
 async fn first_in_chains(subnet: &Cidr) -> Result<bool, String> {
     let source = subnet.to_string();
     for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
@@ -111,21 +127,18 @@ async fn first_in_chains(subnet: &Cidr) -> Result<bool, String> {
     Ok(true)
 }
 
-/// Whether, in a chain's listing, every fence rule for `source` precedes every rule not of
-/// autoheal's (our IMDS rule and other subnets' fences may sit among them).
+/// Whether, in a chain's listing, every fence rule for `source` precedes every rule that is
+/// not a fence's (other subnets' fences may sit among them).
 fn ours_first(listing: &[Vec<String>], source: &str) -> bool {
     let appended = listing
         .iter()
         .filter(|words| words.first().map(String::as_str) == Some("-A"));
     let mut foreign_seen = false;
     for words in appended {
-        let autoheal = words.iter().any(|w| w.starts_with("autoheal:"));
-        if !autoheal {
+        let fence = words.iter().any(|w| w == FENCE_COMMENT);
+        if !fence {
             foreign_seen = true;
-        } else if foreign_seen
-            && words.iter().any(|w| w == FENCE_COMMENT)
-            && iptables::has_source(words, source)
-        {
+        } else if foreign_seen && iptables::has_source(words, source) {
             return false;
         }
     }
@@ -133,62 +146,59 @@ fn ours_first(listing: &[Vec<String>], source: &str) -> bool {
 }
 
 /// The rules for `subnet`, in order: (chain, arguments after the chain).
-fn rules(subnet: &Cidr, open: &[SocketAddr]) -> Vec<(&'static str, Vec<String>)> {
+fn rules(subnet: &Cidr, fence: &Fence) -> Vec<(&'static str, Vec<String>)> {
     let source = subnet.to_string();
-    let words = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let mut rules = vec![(
-        FORWARD_CHAIN,
-        words(&[
-            "-s",
-            &source,
+    let rule = |tail: &[&str]| {
+        let mut words: Vec<String> = vec!["-s".into(), source.clone()];
+        words.extend(tail.iter().map(|s| (*s).to_owned()));
+        words
+    };
+    let comment = ["-m", "comment", "--comment", FENCE_COMMENT];
+    let group = fence.log_group.map(|g| g.to_string());
+    // Told (rate-limited), then refused.
+    let closing = |chain: &'static str| {
+        let mut closing = Vec::new();
+        if let Some(group) = &group {
+            let mut tail = vec![
+                "-m",
+                "limit",
+                "--limit",
+                firewall_log::LOG_RATE,
+                "--limit-burst",
+                firewall_log::LOG_BURST,
+            ];
+            tail.extend(comment);
+            tail.extend(["-j", "NFLOG", "--nflog-group", group]);
+            closing.push((chain, rule(&tail)));
+        }
+        let mut tail = comment.to_vec();
+        tail.extend(["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]);
+        closing.push((chain, rule(&tail)));
+        closing
+    };
+    let mut rules = closing(FORWARD_CHAIN);
+    for service in fence
+        .open
+        .iter()
+        .filter(|a| matches!(a.ip(), IpAddr::V4(_)))
+    {
+        let destination = format!("{}/32", service.ip());
+        let port = service.port().to_string();
+        let mut tail = vec![
+            "-d",
+            &destination,
+            "-p",
+            "tcp",
             "-m",
-            "comment",
-            "--comment",
-            FENCE_COMMENT,
-            "-j",
-            "REJECT",
-            "--reject-with",
-            "icmp-port-unreachable",
-        ]),
-    )];
-    for service in open.iter().filter(|a| matches!(a.ip(), IpAddr::V4(_))) {
-        rules.push((
-            INPUT_CHAIN,
-            words(&[
-                "-s",
-                &source,
-                "-d",
-                &format!("{}/32", service.ip()),
-                "-p",
-                "tcp",
-                "-m",
-                "tcp",
-                "--dport",
-                &service.port().to_string(),
-                "-m",
-                "comment",
-                "--comment",
-                FENCE_COMMENT,
-                "-j",
-                "ACCEPT",
-            ]),
-        ));
+            "tcp",
+            "--dport",
+            &port,
+        ];
+        tail.extend(comment);
+        tail.extend(["-j", "ACCEPT"]);
+        rules.push((INPUT_CHAIN, rule(&tail)));
     }
-    rules.push((
-        INPUT_CHAIN,
-        words(&[
-            "-s",
-            &source,
-            "-m",
-            "comment",
-            "--comment",
-            FENCE_COMMENT,
-            "-j",
-            "REJECT",
-            "--reject-with",
-            "icmp-port-unreachable",
-        ]),
-    ));
+    rules.extend(closing(INPUT_CHAIN));
     rules
 }
 
@@ -208,23 +218,50 @@ mod tests {
     #[test]
     fn the_subnet_reaches_the_open_services_only_and_the_accepts_come_first() {
         let subnet = Cidr::parse("198.18.122.0/24").unwrap();
-        let open: Vec<SocketAddr> = vec![
-            "198.18.122.1:40001".parse().unwrap(),
-            "198.18.122.1:40002".parse().unwrap(),
-        ];
-        let rules = rules(&subnet, &open);
+        let fence = Fence {
+            open: vec![
+                "198.18.122.1:40001".parse().unwrap(),
+                "198.18.122.1:40002".parse().unwrap(),
+            ],
+            log_group: Some(16712),
+        };
+        let rules = rules(&subnet, &fence);
         let chains: Vec<&str> = rules.iter().map(|(c, _)| *c).collect();
-        assert_eq!(chains, ["DOCKER-USER", "INPUT", "INPUT", "INPUT"]);
+        assert_eq!(
+            chains,
+            [
+                "DOCKER-USER",
+                "DOCKER-USER",
+                "INPUT",
+                "INPUT",
+                "INPUT",
+                "INPUT"
+            ]
+        );
         let text: Vec<String> = rules.iter().map(|(_, r)| r.join(" ")).collect();
-        assert!(text[0].starts_with("-s 198.18.122.0/24 ") && text[0].contains("-j REJECT"));
-        assert!(text[1].contains("-d 198.18.122.1/32 -p tcp -m tcp --dport 40001"));
-        assert!(text[1].ends_with("-j ACCEPT") && text[2].contains("--dport 40002"));
-        assert!(text[3].ends_with("icmp-port-unreachable"));
+        for told in [&text[0], &text[4]] {
+            assert!(told.starts_with("-s 198.18.122.0/24 -m limit --limit 20/sec"));
+            assert!(told.ends_with("-j NFLOG --nflog-group 16712"), "{told}");
+        }
+        assert!(text[1].starts_with("-s 198.18.122.0/24 ") && text[1].contains("-j REJECT"));
+        assert!(text[2].contains("-d 198.18.122.1/32 -p tcp -m tcp --dport 40001"));
+        assert!(text[2].ends_with("-j ACCEPT") && text[3].contains("--dport 40002"));
+        assert!(text[5].ends_with("icmp-port-unreachable"));
         assert!(
             rules
                 .iter()
                 .all(|(_, r)| r.contains(&FENCE_COMMENT.to_owned()))
         );
+        // Without a log group: the same fence, untold.
+        let untold = super::rules(
+            &subnet,
+            &Fence {
+                log_group: None,
+                ..fence
+            },
+        );
+        assert_eq!(untold.len(), 4);
+        assert!(untold.iter().all(|(_, r)| !r.contains(&"NFLOG".to_owned())));
     }
 
     #[test]
@@ -237,8 +274,11 @@ mod tests {
         let foreign = "-A DOCKER-USER -i br-1 -j ACCEPT";
         let docker_end = "-A DOCKER-USER -j RETURN";
         let subnet = "198.18.122.0/24";
-        let fine = listing(&["-N DOCKER-USER", imds, ours, docker_end]);
+        let fine = listing(&["-N DOCKER-USER", ours, imds, docker_end]);
         assert!(ours_first(&fine, subnet));
+        // Our IMDS rule above the fence would refuse IMDS without telling: not first.
+        let imds_above = listing(&["-N DOCKER-USER", imds, ours, docker_end]);
+        assert!(!ours_first(&imds_above, subnet));
         assert!(ours_first(&listing(&["-P INPUT ACCEPT"]), subnet));
         let below = listing(&["-N DOCKER-USER", foreign, ours, docker_end]);
         assert!(!ours_first(&below, subnet));

@@ -6,12 +6,13 @@
 //! addresses (the SDKs ask those directly). Its `AWS_ENDPOINT_URL`, when the integration's
 //! points at the host's loopback, names [`crate::egress::MAPPED_ENDPOINT_HOST`] instead.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::SandboxError;
 use super::backend::SandboxBackend;
 use super::credentials_server::CredentialsServer;
+use super::egress_fence::Fence;
 use crate::egress::{EgressProxy, SandboxEgress};
 
 /// Addresses the SDKs reach directly, never through the proxy: the credentials endpoint's.
@@ -19,14 +20,14 @@ pub const NO_PROXY: &str = "169.254.170.2,169.254.170.23";
 
 /// The proxy URL for sandboxes on bridge `network`, after making sure the proxy and the
 /// credentials endpoint listen on the bridge's gateway and that the network is fenced: from
-/// it, those two are all that is reachable. Answers the fence's open services too (the
-/// health check keeps the fence with them).
+/// it, those two are all that is reachable. Answers the fence too (the health check keeps
+/// it).
 pub async fn offer(
     proxy: &Arc<EgressProxy>,
     credentials: &Arc<CredentialsServer>,
     backend: &dyn SandboxBackend,
     network: &str,
-) -> Result<(String, Vec<SocketAddr>), SandboxError> {
+) -> Result<(String, Fence), SandboxError> {
     let unavailable = |reason: String| SandboxError::Egress {
         network: network.to_owned(),
         reason,
@@ -43,9 +44,12 @@ pub async fn offer(
         .listen_on(gateway)
         .await
         .map_err(|e| unavailable(format!("cannot listen on the gateway {gateway}: {e}")))?;
-    let open = vec![address, endpoint];
-    backend.fence_egress(network, &open).await?;
-    Ok((format!("http://{address}"), open))
+    let fence = Fence {
+        open: vec![address, endpoint],
+        log_group: proxy.firewall_log_group().await,
+    };
+    backend.fence_egress(network, &fence).await?;
+    Ok((format!("http://{address}"), fence))
 }
 
 /// A sandbox's admission to the proxy; dropping it releases the address (its tunnels close

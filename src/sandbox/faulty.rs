@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use super::SandboxError;
 use super::backend::{Ended, ImageFacts, ManagedContainer, SandboxBackend, Started};
+use super::egress_fence::Fence;
 use super::spec::ContainerSpec;
 use crate::config::Cidr;
 
@@ -142,8 +143,8 @@ impl<B: SandboxBackend> SandboxBackend for FaultyBackend<B> {
         self.inner.route_credentials(network, to).await
     }
 
-    async fn fence_egress(&self, network: &str, open: &[SocketAddr]) -> Result<(), SandboxError> {
-        self.inner.fence_egress(network, open).await
+    async fn fence_egress(&self, network: &str, fence: &Fence) -> Result<(), SandboxError> {
+        self.inner.fence_egress(network, fence).await
     }
 
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {

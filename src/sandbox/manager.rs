@@ -31,6 +31,7 @@ use super::audit::{self, AuditError, AuditLine, AuditLog};
 use super::backend::{OutputTask, SandboxBackend, Started};
 use super::credentials_endpoint::{CredentialsEndpoint, RENEW_AHEAD, Registration, Renew};
 use super::credentials_server::CredentialsServer;
+use super::egress_fence::Fence;
 use super::egress_lease::{self, EgressLease};
 use super::endpoint_delivery::{self, EndpointGrant, RenewOwnSession, RenewShared};
 use super::info::{SandboxInfo, SandboxRequest, SandboxState};
@@ -82,7 +83,7 @@ pub struct SandboxManager {
     /// The one way out of bridge sandboxes (`sandbox.egress = "aws"`).
     egress: Arc<EgressProxy>,
     /// Fenced networks and the services open to them (kept by the health check).
-    fences: Mutex<std::collections::HashMap<String, Vec<std::net::SocketAddr>>>,
+    fences: Mutex<std::collections::HashMap<String, Fence>>,
 }
 
 impl SandboxManager {
@@ -97,7 +98,10 @@ impl SandboxManager {
             starts_in_flight: tokio::sync::RwLock::new(()),
             audit: None,
             credentials_server: CredentialsServer::new(Arc::new(CredentialsEndpoint::default())),
-            egress: EgressProxy::new(live.current().config.sandbox.blocked_addresses.clone()),
+            egress: EgressProxy::new(
+                live.current().config.sandbox.blocked_addresses.clone(),
+                live.current().config.sandbox.upstream_proxy.clone(),
+            ),
             fences: Mutex::new(std::collections::HashMap::new()),
             live,
         }
@@ -235,14 +239,14 @@ impl SandboxManager {
         let fenced =
             sandbox.egress == Egress::Aws && !matches!(sandbox.network.as_str(), "host" | "none");
         let proxy_url = if fenced {
-            let (url, open) = egress_lease::offer(
+            let (url, fence) = egress_lease::offer(
                 &self.egress,
                 &self.credentials_server,
                 self.backend.as_ref(),
                 &sandbox.network,
             )
             .await?;
-            self.fences().insert(sandbox.network.clone(), open);
+            self.fences().insert(sandbox.network.clone(), fence);
             Some(url)
         } else {
             None
@@ -690,23 +694,20 @@ impl SandboxManager {
         }
     }
 
-    fn fences(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<std::net::SocketAddr>>>
-    {
+    fn fences(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Fence>> {
         self.fences.lock().expect("fences lock")
     }
 
     /// Puts back the egress fences and the rules that lead bridge sandboxes to the
     /// credentials endpoint, should a firewall reload or a Docker restart have dropped them.
     async fn keep_firewall_rules(&self) {
-        let fences: Vec<(String, Vec<std::net::SocketAddr>)> = self
+        let fences: Vec<(String, Fence)> = self
             .fences()
             .iter()
-            .map(|(n, o)| (n.clone(), o.clone()))
+            .map(|(n, f)| (n.clone(), f.clone()))
             .collect();
-        for (network, open) in fences {
-            if let Err(err) = self.backend.fence_egress(&network, &open).await {
+        for (network, fence) in fences {
+            if let Err(err) = self.backend.fence_egress(&network, &fence).await {
                 tracing::error!(%network, error = %err, "cannot keep the egress fence; new sandboxes on this network are refused until it is back");
             }
         }

@@ -1,0 +1,215 @@
+//! Benchmark: what the egress proxy costs a tool call, and what it holds under load.
+//!
+//!     scripts/testbed setup && scripts/build-sandbox-image --with-busybox \
+//!         --tag autoheal-sandbox-test:latest && cargo bench --bench egress_proxy
+//!
+//! In the same run, two sandboxes answer the demo's eight incident questions, each tool call
+//! timed inside the sandbox (microseconds, from the kernel's clock): one on the `host`
+//! network (no proxy, no fence: the baseline) and one on a fenced bridge network
+//! (198.18.125.0/24) whose every AWS call goes through the daemon's proxy. Reports the
+//! medians and the proxy's overhead per call (the goal: at most 5 ms). Then a sandbox opens
+//! 200 tunnels at once through the proxy and holds them: all 200 must be answered, and the
+//! process's resident memory before and at the peak is reported (the proxy runs in this
+//! process, as in the daemon). Run by `cargo test` with one round as a smoke test, which
+//! checks that every call and every tunnel succeeds.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoheal::config::load_from_str;
+use autoheal::sandbox::{SandboxManager, SandboxRequest, SandboxState};
+use support::{BridgeNetwork, TestBed};
+
+const IMAGE: &str = "autoheal-sandbox-test:latest";
+const ROLE: &str = "arn:aws:iam::210987654321:role/AutohealReadOnlyRole";
+const SUBNET: &str = "198.18.125.0/24";
+const TUNNELS: usize = 200;
+
+/// The demo's eight questions: (tool, arguments).
+const QUESTIONS: [(&str, &str); 8] = [
+    (
+        "logs_search",
+        r#"{"log_groups": ["payment-service"], "pattern": "ERROR", "since": "1h"}"#,
+    ),
+    ("alarms_list", r#"{"state": "ALARM"}"#),
+    (
+        "ec2_instances",
+        r#"{"tags": {"Environment": "production"}}"#,
+    ),
+    ("ecs_services", r#"{"cluster": "main"}"#),
+    ("eks_nodegroups", "{}"),
+    ("elasticache_clusters", "{}"),
+    ("elasticache_replication_group", r#"{"id": "cell-a-redis"}"#),
+    (
+        "elasticache_metrics",
+        r#"{"cluster": "cell-a-redis", "since": "1h"}"#,
+    ),
+];
+
+/// A shell word in single quotes.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The shell script that asks every question `rounds` times and prints `T <tool> <µs>` per
+/// call (`FAILED <tool>` for a failure). The clock: `adjtimex` reads the kernel's time to
+/// the microsecond (busybox's `date` has no sub-second format); its cost is the same on both
+/// networks.
+fn questions_script(rounds: usize) -> String {
+    let mut script = String::from(
+        "now() { adjtimex | awk '/tv_sec/ {s=$2} /tv_usec/ {u=$2} END {printf \"%d%06d\\n\", s, u}'; }\n",
+    );
+    script.push_str(&format!("for round in $(seq {rounds}); do\n"));
+    for (tool, args) in QUESTIONS {
+        script.push_str(&format!(
+            "  t0=$(now); if autoheal tool {tool} --args {} --output json >/dev/null 2>/tmp/err; then t1=$(now); echo \"T {tool} $((t1 - t0))\"; else echo \"FAILED {tool}: $(cat /tmp/err)\"; fi\n",
+            quoted(args)
+        ));
+    }
+    script.push_str("done\n");
+    script
+}
+
+/// Runs `script` in a sandbox of `manager` and answers its stdout.
+async fn run(manager: &Arc<SandboxManager>, script: String, timeout: Duration) -> String {
+    let done = manager
+        .run_to_end(SandboxRequest {
+            integration: "scoped".into(),
+            command: vec!["sh".into(), "-c".into(), script],
+            image: None,
+            timeout: Some(timeout),
+            env: BTreeMap::new(),
+            capabilities: None,
+            credentials: None,
+        })
+        .await
+        .expect("the sandbox runs");
+    assert_eq!(done.state, SandboxState::Exited, "{done:?}");
+    done.stdout.as_deref().unwrap_or_default().to_owned()
+}
+
+/// The per-call times (µs) a questions script printed; panics on a failed call.
+fn timings(stdout: &str, rounds: usize) -> Vec<u64> {
+    assert!(!stdout.contains("FAILED"), "a tool call failed:\n{stdout}");
+    let times: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("T "))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    assert_eq!(times.len(), rounds * QUESTIONS.len(), "{stdout}");
+    times
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn config(bed: &TestBed, network: &str) -> autoheal::config::Config {
+    load_from_str(&bed.config_toml(&format!(
+        r#"
+[sandbox]
+image = "{IMAGE}"
+network = "{network}"
+memory = "256MiB"
+pids_limit = 1024
+
+[[integration]]
+name = "scoped"
+account_id = "210987654321"
+auth = "instance_role"
+role_arn = "{ROLE}"
+session = "shared"
+endpoint_url = "{{endpoint}}"
+"#
+    )))
+    .expect("valid bench config")
+}
+
+#[tokio::main]
+async fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let rounds: usize = if bench { 10 } else { 1 };
+    let bed = TestBed::start_with(&["--seed", "--seed-account", "210987654321"]);
+    let network = BridgeNetwork::create("bench-egress", SUBNET);
+    let host = bed.sandbox_manager(&config(&bed, "host")).await;
+    let bridge = bed.sandbox_manager(&config(&bed, &network.name)).await;
+    let limit = Duration::from_secs(600);
+
+    // Alternating halves, so drift on the machine falls on both alike.
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let half = rounds.div_ceil(2);
+        direct.extend(timings(
+            &run(&host, questions_script(half), limit).await,
+            half,
+        ));
+        proxied.extend(timings(
+            &run(&bridge, questions_script(half), limit).await,
+            half,
+        ));
+    }
+    let (direct_ms, proxied_ms) = (
+        median(direct.clone()) as f64 / 1000.0,
+        median(proxied.clone()) as f64 / 1000.0,
+    );
+    println!(
+        "tool call, median of {} (the eight questions): host network {direct_ms:.1} ms, bridge through the proxy {proxied_ms:.1} ms, overhead {:.1} ms",
+        direct.len(),
+        proxied_ms - direct_ms
+    );
+    let (allowed, refused) = bridge.egress().totals();
+    println!("proxy decisions: {allowed} allowed, {refused} refused");
+    assert_eq!(refused, 0);
+
+    // 200 tunnels at once from one sandbox, held open for 3 s.
+    let load = format!(
+        r#"proxy=${{HTTPS_PROXY#http://}}
+target=${{AWS_ENDPOINT_URL#http://}}
+for i in $(seq {TUNNELS}); do
+  (printf 'CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' "$target" "$target"; sleep 3) | nc -w 10 "${{proxy%:*}}" "${{proxy##*:}}" >/tmp/tunnel.$i 2>&1 &
+done
+wait
+echo "established=$(grep -l ' 200 ' /tmp/tunnel.* | wc -l)"
+"#
+    );
+    let before = rss_kib();
+    let sampling = tokio::spawn(async {
+        let mut peak = 0;
+        for _ in 0..100 {
+            peak = peak.max(rss_kib());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    });
+    let out = run(&bridge, load, Duration::from_secs(120)).await;
+    let peak = sampling.await.unwrap();
+    assert!(
+        out.contains(&format!("established={TUNNELS}")),
+        "every tunnel answered: {out}"
+    );
+    println!(
+        "proxy under load: {TUNNELS} concurrent tunnels from one sandbox, all established; process RSS {before} KiB before, {peak} KiB at the peak (+{} KiB)",
+        peak.saturating_sub(before)
+    );
+    if bench {
+        assert!(
+            proxied_ms - direct_ms <= 5.0,
+            "the proxy's overhead per call is over 5 ms"
+        );
+    }
+}
