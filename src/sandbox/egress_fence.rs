@@ -25,8 +25,11 @@
 //! lookup leaves the host (sandboxes need none — `HTTPS_PROXY` holds an address).
 //!
 //! [`ensure`] checks every rule and, when one is missing or the ports changed, deletes ours
-//! for the subnet and writes them again in order. It runs before every start and with the
-//! health check, so rules lost to a firewall reload or a Docker restart come back.
+//! for the subnet and writes them again in order — behind a guard: a plain REJECT for the
+//! subnet, marked [`GUARD_COMMENT`], goes on top of both chains first and comes off last, so
+//! the subnet is refused everything (never let through) while its rules are rewritten. It
+//! runs before every start and with the health check, so rules lost to a firewall reload or
+//! a Docker restart come back.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -36,6 +39,9 @@ use crate::egress::firewall_log;
 
 /// Marks our rules (`iptables -S DOCKER-USER`, `iptables -S INPUT`).
 pub const FENCE_COMMENT: &str = "autoheal: sandbox egress fence";
+/// Marks the guard that refuses a subnet everything while its fence is rewritten (left
+/// behind only by a daemon killed mid-rewrite; the next check removes it).
+pub const GUARD_COMMENT: &str = "autoheal: sandbox egress guard, fence being rewritten";
 /// The chain Docker evaluates before its own forwarding rules.
 const FORWARD_CHAIN: &str = "DOCKER-USER";
 const INPUT_CHAIN: &str = "INPUT";
@@ -80,17 +86,26 @@ pub async fn ensure(subnets: &[Cidr], fence: &Fence) -> Result<(), String> {
             continue;
         }
         let source = subnet.to_string();
+        let is_ours = |words: &[String]| iptables::has_source(words, &source);
         for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
-            iptables::delete_where("filter", chain, FENCE_COMMENT, |words| {
-                iptables::has_source(words, &source)
-            })
-            .await?;
+            iptables::delete_where("filter", chain, GUARD_COMMENT, is_ours).await?;
+            let guard = with_op("-I", chain, Some(1), &guard(subnet));
+            if let Err(message) = iptables::run(&guard).await? {
+                return Err(format!("iptables -I {chain} failed: {message}"));
+            }
         }
-        // Inserted at the top in reverse, so they end up first and in order.
+        for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
+            iptables::delete_where("filter", chain, FENCE_COMMENT, is_ours).await?;
+        }
+        // Inserted at the top in reverse, so they end up first and in order; the guard
+        // stays until all are in (on a failure, it stays: the subnet is refused everything).
         for (chain, rule) in wanted.iter().rev() {
             if let Err(message) = iptables::run(&with_op("-I", chain, Some(1), rule)).await? {
                 return Err(format!("iptables -I {chain} failed: {message}"));
             }
+        }
+        for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
+            iptables::delete_where("filter", chain, GUARD_COMMENT, is_ours).await?;
         }
         tracing::info!(%subnet, open = ?fence.open, log_group = ?fence.log_group, "sandbox egress fenced: only the daemon's proxy and credentials endpoint are reachable from the subnet");
     }
@@ -200,6 +215,24 @@ fn rules(subnet: &Cidr, fence: &Fence) -> Vec<(&'static str, Vec<String>)> {
     }
     rules.extend(closing(INPUT_CHAIN));
     rules
+}
+
+/// The guard: everything from `subnet` refused, while its fence is rewritten.
+fn guard(subnet: &Cidr) -> Vec<String> {
+    let source = subnet.to_string();
+    [
+        "-s",
+        &source,
+        "-m",
+        "comment",
+        "--comment",
+        GUARD_COMMENT,
+        "-j",
+        "REJECT",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
 }
 
 fn with_op(op: &str, chain: &str, position: Option<u32>, rule: &[String]) -> Vec<String> {

@@ -47,7 +47,7 @@ pub use audit::{AUDIT_FILE, AuditError, AuditLog, INTERRUPTED};
 pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
 pub use credentials_route::{ROUTE_COMMENT, SANDBOX_FACING_ADDRESS};
 pub use docker::{DockerBackend, SANDBOX_USER};
-pub use egress_fence::FENCE_COMMENT;
+pub use egress_fence::{FENCE_COMMENT, Fence, GUARD_COMMENT, ensure as ensure_egress_fence};
 pub use endpoint_delivery::{
     HOST_STATE_DIR_ENV, TOKEN_DIR, TOKEN_PATH_IN_SANDBOX, clear_stale_tokens,
 };
