@@ -10,7 +10,9 @@
 //!
 //! The egress fence is tested here too, from inside a sandbox: a test host beside the
 //! stand-in (a web server and a DNS server that writes down every query), the stand-in, a
-//! port on the host, the daemon's API and Docker's embedded resolver are each refused — and
+//! port on the host, the daemon's API, another sandbox on the same network (which has
+//! inter-container traffic on, as Docker's default) and Docker's embedded resolver are
+//! each refused — and
 //! each refusal is told by the firewall and shown in the sandbox's record; the fence comes
 //! back after a flush, and is first again after a foreign rule is put above it.
 //!
@@ -353,9 +355,20 @@ sleep 1
     );
     let mut ask = fetch_fake_imds();
     ask.command = vec!["sh".into(), "-c".into(), probes];
+    // Another sandbox, listening on the same network.
+    let (neighbour, neighbour_ip) = listening_sandbox(&open).await;
+    ask.command[2].push_str(&format!(
+        "nc -w 3 {neighbour_ip} 8080 </dev/null; echo \"neighbour=$?\"\nsleep 1\n"
+    ));
     let open_done = open.run_to_end(ask.clone()).await.unwrap();
     let open_out = open_done.stdout.as_deref().unwrap_or_default();
-    for reached in ["test-host=0", "imds=0", "host-port=0", "api=0"] {
+    for reached in [
+        "test-host=0",
+        "imds=0",
+        "host-port=0",
+        "api=0",
+        "neighbour=0",
+    ] {
         assert!(
             open_out.contains(reached),
             "control: the open network reaches it ({reached}): {open_done:?}"
@@ -370,7 +383,14 @@ sleep 1
     let done = fenced.run_to_end(ask).await.unwrap();
     let out = done.stdout.as_deref().unwrap_or_default();
     assert!(!out.contains("instance-metadata"), "{done:?}");
-    for refused in ["test-host=1", "imds=1", "host-port=1", "api=1"] {
+    let _ = open.stop(&neighbour).await;
+    for refused in [
+        "test-host=1",
+        "imds=1",
+        "host-port=1",
+        "api=1",
+        "neighbour=1",
+    ] {
         assert!(
             out.contains(refused),
             "the fence refuses it ({refused}): {done:?}"
@@ -397,6 +417,7 @@ sleep 1
         (gateway.as_str(), port),
         (gateway.as_str(), api_port),
         (TEST_HOST, 53),
+        (neighbour_ip.as_str(), 8080),
         // Docker's embedded resolver forwarding the name to the sandbox's DNS server.
         ("192.0.2.1", 53),
     ] {
@@ -497,6 +518,32 @@ sleep 1
         "{done:?}"
     );
     assert_eq!(fence_rules().len(), 6);
+}
+
+/// A sandbox of `manager` that accepts connections on port 8080 until stopped, and its
+/// address on the test network.
+async fn listening_sandbox(manager: &Arc<SandboxManager>) -> (String, String) {
+    let mut ask = fetch_fake_imds();
+    ask.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "while true; do nc -l -p 8080 </dev/null; done".into(),
+    ];
+    let started = manager
+        .create(ask)
+        .await
+        .expect("the listening sandbox starts");
+    let name = format!("autoheal-sandbox-{}", started.id);
+    let inspected = sh(&[
+        "docker",
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &name,
+    ]);
+    let ip = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+    assert!(ip.starts_with("198.18.215."), "{inspected:?}");
+    (started.id, ip)
 }
 
 /// Deletes the fence's DOCKER-USER rules for the sandbox subnet, as a firewall reload would.

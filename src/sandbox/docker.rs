@@ -228,6 +228,13 @@ impl DockerBackend {
     }
 }
 
+/// Whether traffic between containers on one bridge goes through the host's iptables (so
+/// the fence's `-s <subnet>` REJECT stops it too).
+fn bridged_traffic_is_filtered() -> bool {
+    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|value| value.trim() == "1")
+}
+
 /// Whether the kernel has IPv6 (a sandbox's IPv6 can only be switched off where it exists).
 fn host_has_ipv6() -> bool {
     std::path::Path::new("/proc/sys/net/ipv6").exists()
@@ -335,20 +342,29 @@ impl SandboxBackend for DockerBackend {
             reason,
         };
         let subnets = self.existing_subnets(network).await?;
-        let driver = self
+        let inspected = self
             .docker
             .inspect_network(
                 network,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
-            .map_err(|e| docker_err(&format!("inspect network {network}"), e))?
-            .driver
-            .unwrap_or_default();
+            .map_err(|e| docker_err(&format!("inspect network {network}"), e))?;
+        let driver = inspected.driver.unwrap_or_default();
         if driver != "bridge" {
             return Err(refused(format!(
                 "its driver is {driver:?}: only bridge networks pass through the host's firewall, where the fence is kept"
             )));
+        }
+        let icc_off = inspected
+            .options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
+            .is_some_and(|v| v == "false");
+        if !icc_off && !bridged_traffic_is_filtered() {
+            return Err(refused(
+                "sandboxes on it could reach each other: traffic between containers on one bridge passes the host's firewall only with br_netfilter (net.bridge.bridge-nf-call-iptables = 1), which this host lacks; recreate the network with --opt com.docker.network.bridge.enable_icc=false, or let the daemon create it".into(),
+            ));
         }
         egress_fence::ensure(&subnets, fence).await.map_err(refused)
     }
