@@ -58,9 +58,18 @@ pub async fn reload(live: &LiveConfig, mut config: Config) -> Result<ReloadSumma
     if config.log.filter != old.config.log.filter {
         summary.need_restart.push("log.filter");
     }
+    // The egress proxy takes these when the daemon starts.
+    if config.sandbox.blocked_addresses != old.config.sandbox.blocked_addresses {
+        summary.need_restart.push("sandbox.blocked_addresses");
+    }
+    if config.sandbox.upstream_proxy != old.config.sandbox.upstream_proxy {
+        summary.need_restart.push("sandbox.upstream_proxy");
+    }
     // What needs a restart stays as it is until then, so the generation tells the truth.
     config.server = old.config.server.clone();
     config.log = old.config.log.clone();
+    config.sandbox.blocked_addresses = old.config.sandbox.blocked_addresses.clone();
+    config.sandbox.upstream_proxy = old.config.sandbox.upstream_proxy.clone();
     let new_names: Vec<String> = summary
         .added
         .iter()
@@ -142,6 +151,29 @@ mod tests {
                 .len(),
             1
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_egress_proxys_addresses_and_upstream_wait_for_a_restart() {
+        let (dir, live) = live_with_one_key("egress").await;
+        let mut changed = config(&dir);
+        changed.sandbox.blocked_addresses =
+            vec![crate::config::Cidr::parse("198.18.9.9/32").unwrap()];
+        changed.sandbox.upstream_proxy =
+            Some(crate::config::UpstreamProxy::parse("http://proxy.example:3128").unwrap());
+        let before = live.current().config.sandbox.clone();
+        let summary = reload(&live, changed).await.unwrap();
+        assert_eq!(
+            summary.need_restart,
+            ["sandbox.blocked_addresses", "sandbox.upstream_proxy"]
+        );
+        let after = live.current().config.sandbox.clone();
+        assert_eq!(
+            after.blocked_addresses, before.blocked_addresses,
+            "the one in force stays"
+        );
+        assert_eq!(after.upstream_proxy, None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
