@@ -5,8 +5,9 @@
 //! the test runs itself again inside the namespace (`ip netns exec`), with `iptables` on its
 //! `PATH` being that flavour. There it makes a `DOCKER-USER` chain as Docker would, then
 //! checks what the daemon does: the egress fence (with its NFLOG rules) and the IMDS rule
-//! written, the fence above the IMDS rule, a deleted rule and a foreign rule on top both
-//! mended by the next check, and no guard left behind.
+//! written, the fence above the IMDS rule, a check with nothing to mend writing nothing, a
+//! deleted rule and a foreign rule on top both mended by the next check, and no guard left
+//! behind.
 //!
 //! Needs root (ip netns), as CI runs.
 
@@ -138,6 +139,28 @@ fn in_the_namespace(flavour: &str) {
     assert!(input[0].contains("--dport 40001") && input[0].contains("-j ACCEPT"));
     assert!(input[1].contains("--dport 40002") && input[1].contains("-j ACCEPT"));
     assert!(input[2].contains("-j NFLOG") && input[3].contains("-j REJECT"));
+
+    // A check with nothing to mend writes nothing: counters set on the first rule of each
+    // chain survive it (a rewrite would zero them).
+    for chain in ["DOCKER-USER", "INPUT"] {
+        let first =
+            rules(chain)[0].replacen(&format!("-A {chain} "), &format!("-R {chain} 1 -c 7 7 "), 1);
+        let out = Command::new("sh")
+            .args(["-c", &format!("iptables {first}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    runtime.block_on(async {
+        autoheal::sandbox::ensure_egress_fence(&subnets, &fence)
+            .await
+            .unwrap();
+    });
+    for chain in ["DOCKER-USER", "INPUT"] {
+        let counted = iptables(&["-v", "-S", chain]);
+        let first = counted.lines().find(|l| l.starts_with("-A ")).unwrap();
+        assert!(first.contains("-c 7 7"), "{chain} was rewritten: {counted}");
+    }
 
     // A lost rule, and a foreign ACCEPT on top: the next check mends both.
     let lost = forward[1].replacen("-A ", "-D ", 1);

@@ -434,7 +434,12 @@ sleep 1
         "{:?}",
         done.egress_refused
     );
-    assert!(fenced.egress().totals().1 >= 6);
+    assert!(fenced.egress().firewall_refusals() >= 6);
+    assert_eq!(
+        fenced.egress().totals(),
+        (0, 0),
+        "no proxy connection counted"
+    );
     let fence = fence_rules();
     assert_eq!(fence.len(), 6, "{fence:?}");
     assert_eq!(
@@ -443,19 +448,35 @@ sleep 1
         "{fence:?}"
     );
 
-    // A firewall flush while the daemon runs: the health check puts the fence back.
+    // A flush of DOCKER-USER while the daemon runs (what a firewall reload does): the health
+    // check puts the fence and the IMDS rule back. Other rules in the chain (Docker's own, an
+    // operator's) are put back by the test afterwards.
     let keeper = tokio::spawn(fenced.clone().run_health_checks());
-    delete_forward_fence_rules();
+    assert_eq!(stand_in.rules().len(), 1, "the IMDS rule is there");
+    let saved = Command::new("iptables")
+        .args(["-S", "DOCKER-USER"])
+        .output()
+        .unwrap();
+    must(&["iptables", "-F", "DOCKER-USER"]);
     assert_eq!(fence_rules().len(), 4);
+    assert!(stand_in.rules().is_empty());
     support::wait_for(
-        "the fence to come back",
+        "the fence and the IMDS rule to come back",
         autoheal::sandbox::HEALTH_CHECK_EVERY + Duration::from_secs(5),
         || {
-            let back = fence_rules().len() == 6;
+            let back = fence_rules().len() == 6 && stand_in.rules().len() == 1;
             async move { back.then_some(()) }
         },
     )
     .await;
+    for rule in String::from_utf8_lossy(&saved.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A ") && !l.contains("autoheal:"))
+    {
+        let _ = Command::new("sh")
+            .args(["-c", &format!("iptables {rule}")])
+            .output();
+    }
     // A firewall manager putting its own ACCEPT above ours: the keeper puts ours first again.
     let foreign = [
         "-s",

@@ -149,6 +149,13 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         "Connections bridge sandboxes asked of the egress proxy, by decision (allowed: on the allowlist and connected; refused: answered 403 with the reason)",
         egress,
     );
+    let fenced: Counter = Counter::default();
+    fenced.inc_by(state.sandboxes.egress().firewall_refusals());
+    registry.register(
+        "egress_firewall_refusals",
+        "Packets from bridge sandboxes the egress fence refused and reported (every one is refused; at most 20 a second per chain and subnet are reported)",
+        fenced,
+    );
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &registry).expect("metrics encode");
     text(

@@ -30,14 +30,16 @@ use netlink_sys::constants::NETLINK_NETFILTER;
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket};
 
 /// Groups tried, from this one on ("AH").
-pub const FIRST_GROUP: u16 = 0x4148;
+const FIRST_GROUP: u16 = 0x4148;
 /// How many groups are tried before giving up.
 const GROUPS_TRIED: u16 = 64;
 /// Bytes copied of each refused packet: a 20-byte IPv4 header and the 4 bytes of ports.
 /// Never payload (IPv4 options, rare, push the ports out of reach: the port reads 0).
-pub const COPY_BYTES: u32 = 24;
-/// Refusals told per second (and the burst), for the `-m limit` of the NFLOG rules.
+const COPY_BYTES: u32 = 24;
+/// Refusals told per second, for the `-m limit` of each NFLOG rule (one per chain and
+/// subnet, shared by the subnet's sandboxes).
 pub const LOG_RATE: &str = "20/sec";
+/// Refusals told at once before [`LOG_RATE`] applies.
 pub const LOG_BURST: &str = "40";
 /// How long the kernel batches log messages before sending them.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
@@ -45,8 +47,10 @@ const FLUSH_AFTER: Duration = Duration::from_millis(50);
 const RECEIVE_BUFFER: usize = 64 * 1024;
 /// The kernel answers a configuration request at once.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
-/// AF_INET, the family the group is bound for.
-const AF_INET: u8 = 2;
+/// The family the group is bound for.
+const AF_INET: u8 = libc::AF_INET as u8;
+/// A netlink message header's length.
+const NLMSG_HEADER: usize = 16;
 
 /// One refused packet, as much as the daemon reads of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,9 @@ pub struct FirewallLog {
 impl FirewallLog {
     /// Binds the first free group from [`FIRST_GROUP`]; answers why not when none can be.
     pub async fn bind() -> Result<Self, String> {
+        if !has_cap_net_admin() {
+            return Err("the daemon lacks CAP_NET_ADMIN".into());
+        }
         let mut socket = TokioSocket::new(NETLINK_NETFILTER)
             .map_err(|e| format!("cannot open a netfilter netlink socket: {e}"))?;
         socket
@@ -77,7 +84,8 @@ impl FirewallLog {
         for group in FIRST_GROUP..FIRST_GROUP + GROUPS_TRIED {
             match configure(&socket, group).await {
                 Ok(()) => return Ok(Self { socket, group }),
-                Err(reason) => last = reason,
+                Err(Refusal::Taken(reason)) => last = reason,
+                Err(Refusal::Other(reason)) => return Err(reason),
             }
         }
         Err(format!(
@@ -111,19 +119,21 @@ impl FirewallLog {
                     return;
                 }
             }
+            // Each message by its own length (`nlmsg_len`, the header's first 4 bytes), so one
+            // that does not parse is skipped, not the rest of the datagram.
             let mut offset = 0;
-            while offset < buffer.len() {
-                let Ok(message) =
-                    NetlinkMessage::<NetfilterMessage>::deserialize(&buffer[offset..])
-                else {
+            while buffer.len() - offset >= NLMSG_HEADER {
+                let length =
+                    u32::from_ne_bytes(buffer[offset..offset + 4].try_into().expect("4 bytes"))
+                        as usize;
+                if length < NLMSG_HEADER || offset + length > buffer.len() {
                     break;
-                };
-                let length = message.header.length as usize;
-                if let Some(refused) = refused_packet(&message) {
-                    told(refused);
                 }
-                if length == 0 {
-                    break;
+                let bytes = &buffer[offset..offset + length];
+                if let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes)
+                    && let Some(refused) = refused_packet(&message)
+                {
+                    told(refused);
                 }
                 offset += (length + 3) & !3;
             }
@@ -131,10 +141,28 @@ impl FirewallLog {
     }
 }
 
+/// Whether this process's effective capabilities hold CAP_NET_ADMIN (bit 12 of `CapEff`).
+fn has_cap_net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 12) != 0)
+}
+
+/// Why a group could not be bound: another socket holds it (try the next), or anything
+/// else (no group will do: no CAP_NET_ADMIN, no `nfnetlink_log`).
+enum Refusal {
+    Taken(String),
+    Other(String),
+}
+
 /// Binds `group` on `socket` with a copy range of [`COPY_BYTES`].
-async fn configure(socket: &TokioSocket, group: u16) -> Result<(), String> {
+async fn configure(socket: &TokioSocket, group: u16) -> Result<(), Refusal> {
     let timeout: Timeout = FLUSH_AFTER.into();
-    let mut request = config_request(
+    let request = config_request(
         AF_INET,
         group,
         vec![
@@ -143,29 +171,42 @@ async fn configure(socket: &TokioSocket, group: u16) -> Result<(), String> {
             timeout.into(),
         ],
     );
-    request.finalize();
     let mut bytes = vec![0; request.header.length as usize];
     request.serialize(&mut bytes[..]);
     socket
         .send(&bytes)
         .await
-        .map_err(|e| format!("cannot configure NFLOG group {group}: {e}"))?;
+        .map_err(|e| Refusal::Other(format!("cannot configure NFLOG group {group}: {e}")))?;
     let mut answer = Vec::with_capacity(4096);
     let received = tokio::time::timeout(ANSWER_WITHIN, socket.recv(&mut answer))
         .await
-        .map_err(|_| format!("no answer configuring NFLOG group {group}"))?;
-    received.map_err(|e| format!("no answer configuring NFLOG group {group}: {e}"))?;
-    let message = NetlinkMessage::<NetfilterMessage>::deserialize(&answer)
-        .map_err(|e| format!("an unreadable answer configuring NFLOG group {group}: {e}"))?;
+        .map_err(|_| Refusal::Other(format!("no answer configuring NFLOG group {group}")))?;
+    received
+        .map_err(|e| Refusal::Other(format!("no answer configuring NFLOG group {group}: {e}")))?;
+    let message = NetlinkMessage::<NetfilterMessage>::deserialize(&answer).map_err(|e| {
+        Refusal::Other(format!(
+            "an unreadable answer configuring NFLOG group {group}: {e}"
+        ))
+    })?;
     match message.payload {
         NetlinkPayload::Error(error) => match error.code {
             None => Ok(()),
-            Some(code) => Err(format!(
-                "NFLOG group {group}: {}",
-                std::io::Error::from_raw_os_error(-code.get())
-            )),
+            Some(code) => {
+                let reason = format!(
+                    "NFLOG group {group}: {}",
+                    std::io::Error::from_raw_os_error(-code.get())
+                );
+                // The kernel answers EPERM for a group another socket holds (EBUSY for one
+                // this socket holds already); a missing CAP_NET_ADMIN is checked before.
+                Err(match -code.get() {
+                    libc::EPERM | libc::EBUSY => Refusal::Taken(reason),
+                    _ => Refusal::Other(reason),
+                })
+            }
         },
-        other => Err(format!("NFLOG group {group}: unexpected answer {other:?}")),
+        other => Err(Refusal::Other(format!(
+            "NFLOG group {group}: unexpected answer {other:?}"
+        ))),
     }
 }
 
@@ -184,12 +225,17 @@ fn refused_packet(message: &NetlinkMessage<NetfilterMessage>) -> Option<Refused>
     })
 }
 
-/// Source, destination, protocol and destination port of an IPv4 packet's first bytes.
-pub fn parse_ipv4(packet: &[u8]) -> Option<Refused> {
+/// Source, destination, protocol and destination port of an IPv4 packet's first bytes (the
+/// port only from a first fragment: later ones carry payload where ports would be).
+fn parse_ipv4(packet: &[u8]) -> Option<Refused> {
     if packet.len() < 20 || packet[0] >> 4 != 4 {
         return None;
     }
     let header = usize::from(packet[0] & 0x0f) * 4;
+    if header < 20 {
+        return None;
+    }
+    let first_fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff == 0;
     let address =
         |at: usize| Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3]);
     let protocol = match packet[9] {
@@ -199,7 +245,7 @@ pub fn parse_ipv4(packet: &[u8]) -> Option<Refused> {
         _ => "ip",
     };
     let port = match protocol {
-        "tcp" | "udp" if packet.len() >= header + 4 => {
+        "tcp" | "udp" if first_fragment && packet.len() >= header + 4 => {
             u16::from_be_bytes([packet[header + 2], packet[header + 3]])
         }
         _ => 0,
@@ -254,5 +300,13 @@ mod tests {
         let mut options = packet(6, [1, 2, 3, 4], [5, 6, 7, 8], 443);
         options[0] = 0x46;
         assert_eq!(parse_ipv4(&options[..24]).map(|r| r.port), Some(0));
+        // A header length under 20 bytes is no IPv4 header.
+        let mut short = packet(6, [1, 2, 3, 4], [5, 6, 7, 8], 443);
+        short[0] = 0x44;
+        assert_eq!(parse_ipv4(&short), None);
+        // A later fragment: no ports in it.
+        let mut fragment = packet(17, [1, 2, 3, 4], [5, 6, 7, 8], 53);
+        fragment[7] = 0x10;
+        assert_eq!(parse_ipv4(&fragment).map(|r| r.port), Some(0));
     }
 }

@@ -37,12 +37,12 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, lookup_host};
 use tokio::sync::watch;
 
 use super::allowlist::{Allowlist, Destination};
 use super::firewall_log::{FirewallLog, Refused};
+use super::upstream;
 use crate::config::{Cidr, UpstreamProxy};
 use crate::connections::{
     AcceptBackoff, Admission, ConnectionTable, Registration, RequestGuard, Tracked,
@@ -76,18 +76,25 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request heads larger than this are refused.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// With an upstream proxy, how long this host tries to resolve a name to check its
+/// addresses (a host behind a corporate proxy may have no DNS for outside names: then the
+/// check is skipped and the upstream decides).
+const UPSTREAM_RESOLVE_CHECK: Duration = Duration::from_secs(1);
 /// A sandbox's address is known only once its container runs, and its first request may
 /// come sooner: an unknown address waits this long for its sandbox's admission.
 const ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// One destination a sandbox was refused.
+/// One destination a sandbox was refused, and how many times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     pub host: String,
     pub port: u16,
     pub reason: String,
+    /// Refusals of this same destination for this same reason (a retrying client, a
+    /// resolver's repeated queries count here, not as new entries).
+    pub count: u64,
 }
 
 /// What one sandbox may reach, and what it tried.
@@ -126,12 +133,16 @@ impl SandboxEgress {
     fn refuse(&self, host: &str, port: u16, reason: &str) {
         self.refused_total.fetch_add(1, Ordering::Relaxed);
         let mut kept = self.refused.lock().expect("refusals lock");
-        if kept.len() < REFUSALS_KEPT {
+        let same = |r: &&mut Refusal| r.host == host && r.port == port && r.reason == reason;
+        if let Some(seen) = kept.iter_mut().find(same) {
+            seen.count += 1;
+        } else if kept.len() < REFUSALS_KEPT {
             tracing::warn!(sandbox = %self.sandbox_id, %host, port, decision = "refused", %reason, "egress");
             kept.push(Refusal {
                 host: host.to_owned(),
                 port,
                 reason: reason.to_owned(),
+                count: 1,
             });
         }
     }
@@ -151,6 +162,8 @@ pub struct EgressProxy {
     upstream: Option<UpstreamProxy>,
     allowed: AtomicU64,
     refused: AtomicU64,
+    /// Packets the fence refused and told (at most its rate limit a second).
+    firewall_refused: AtomicU64,
     /// The NFLOG group the firewall tells its refusals on (`None`: it cannot tell them).
     firewall_log: tokio::sync::OnceCell<Option<u16>>,
     /// Dropped with the proxy: ends the firewall log's reader.
@@ -168,6 +181,7 @@ impl EgressProxy {
             upstream,
             allowed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            firewall_refused: AtomicU64::new(0),
             firewall_log: tokio::sync::OnceCell::new(),
             alive: watch::channel(()).0,
         })
@@ -197,7 +211,7 @@ impl EgressProxy {
                         Some(group)
                     }
                     Err(reason) => {
-                        tracing::warn!(%reason, "refusals at the egress fence will not be reported per sandbox (the fence refuses the same)");
+                        tracing::warn!(%reason, "refusals at the egress fence will not be reported per sandbox (the fence refuses the same); to have them, give the daemon CAP_NET_ADMIN and the kernel nfnetlink_log");
                         None
                     }
                 }
@@ -206,8 +220,8 @@ impl EgressProxy {
     }
 
     /// A packet the fence refused: counted, and kept in its sandbox's record.
-    pub fn refused_by_firewall(&self, refused: Refused) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+    fn refused_by_firewall(&self, refused: Refused) {
+        self.firewall_refused.fetch_add(1, Ordering::Relaxed);
         let sandbox = self.lock().get(&IpAddr::V4(refused.source)).cloned();
         let reason = format!(
             "refused by the firewall ({}): a sandbox reaches only the egress proxy",
@@ -227,6 +241,11 @@ impl EgressProxy {
             self.allowed.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
         )
+    }
+
+    /// Packets the egress fence refused and told, since the daemon started (`/metrics`).
+    pub fn firewall_refusals(&self) -> u64 {
+        self.firewall_refused.load(Ordering::Relaxed)
     }
 
     /// Lets the sandbox at `address` out through the proxy, as far as `allowlist` goes.
@@ -430,17 +449,29 @@ impl EgressProxy {
     /// or, with an upstream proxy, has that proxy connect (the integration's `endpoint_url`
     /// is always reached directly: an emulator or a VPC endpoint next to the daemon).
     async fn connect(&self, destination: &Destination) -> Result<TcpStream, Unreached> {
-        if let (Some(upstream), false) = (&self.upstream, destination.endpoint) {
-            return connect_through(upstream, destination).await;
-        }
         let host = &destination.host;
         let name = (host.as_str(), destination.port);
-        let resolved: Vec<SocketAddr> =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(name))
+        if let (Some(upstream), false) = (&self.upstream, destination.endpoint) {
+            // The upstream resolves the name; where this host can too, the same address
+            // rules apply first (an upstream on this host would reach its loopback or IMDS
+            // for a name that resolves there).
+            let resolving = tokio::time::timeout(UPSTREAM_RESOLVE_CHECK, lookup_host(name));
+            if let Ok(Ok(resolved)) = resolving.await
+                && resolved.into_iter().any(|a| !self.may_reach(a.ip(), false))
+            {
+                return Err(Unreached::Refused(format!(
+                    "{host} resolves to an address sandboxes may not reach (loopback, link-local, blocked, this host)"
+                )));
+            }
+            return upstream::connect_through(upstream, destination)
                 .await
-                .map_err(|_| Unreached::Failed(format!("{host}: resolving the name timed out")))?
-                .map_err(|e| Unreached::Failed(format!("{host}: cannot resolve the name ({e})")))?
-                .collect();
+                .map_err(Unreached::Failed);
+        }
+        let resolved: Vec<SocketAddr> = tokio::time::timeout(CONNECT_TIMEOUT, lookup_host(name))
+            .await
+            .map_err(|_| Unreached::Failed(format!("{host}: resolving the name timed out")))?
+            .map_err(|e| Unreached::Failed(format!("{host}: cannot resolve the name ({e})")))?
+            .collect();
         let reachable: Vec<SocketAddr> = resolved
             .into_iter()
             .filter(|a| self.may_reach(a.ip(), destination.endpoint))
@@ -488,55 +519,6 @@ enum Unreached {
     Refused(String),
     /// The destination could not be resolved or reached (502).
     Failed(String),
-}
-
-/// A tunnel to `destination` through the upstream proxy: `CONNECT`, then its `200`. The
-/// upstream resolves the name (a host behind a corporate proxy often cannot); the allowlist
-/// has been applied by name already. Its refusal or silence answers 502 with what it said.
-async fn connect_through(
-    upstream: &UpstreamProxy,
-    destination: &Destination,
-) -> Result<TcpStream, Unreached> {
-    let failed = |what: String| Unreached::Failed(format!("upstream proxy {upstream}: {what}"));
-    let connecting = TcpStream::connect((upstream.host.as_str(), upstream.port));
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| failed("connecting timed out".into()))?
-        .map_err(|e| failed(format!("cannot connect ({e})")))?;
-    let authority = match destination.host.contains(':') {
-        true => format!("[{}]:{}", destination.host, destination.port),
-        false => format!("{}:{}", destination.host, destination.port),
-    };
-    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
-    let answered = async {
-        stream.write_all(head.as_bytes()).await?;
-        read_head(&mut stream).await
-    };
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, answered)
-        .await
-        .map_err(|_| failed(format!("no answer to CONNECT {authority} in time")))?
-        .map_err(|e| failed(format!("CONNECT {authority} failed ({e})")))?;
-    let status_line = answer.lines().next().unwrap_or_default().trim().to_owned();
-    match status_line.split_whitespace().nth(1) {
-        Some(status) if status.starts_with('2') => Ok(stream),
-        _ => Err(failed(format!(
-            "answered CONNECT {authority} with {status_line:?}"
-        ))),
-    }
-}
-
-/// Reads a response head up to its blank line, a byte at a time (the tunnel's first bytes
-/// must stay unread), at most [`MAX_HEAD_BYTES`].
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_HEAD_BYTES {
-            return Err(std::io::Error::other("a response head over 16 KiB"));
-        }
-        let byte = stream.read_u8().await?;
-        head.push(byte);
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// An address is this host's own when a socket can be bound to it.
@@ -750,7 +732,7 @@ mod tests {
             while let Ok((mut client, _)) = listener.accept().await {
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let head = read_head(&mut client).await.unwrap();
+                    let head = upstream::read_head(&mut client).await.unwrap();
                     log.lock()
                         .unwrap()
                         .push(head.lines().next().unwrap().to_owned());

@@ -29,6 +29,9 @@ pub struct Started {
     pub output: OutputTask,
     /// The container's own address on its network (bridge networks), when known.
     pub address: Option<IpAddr>,
+    /// The container had ended already when its address was looked up (a command that exits
+    /// at once): the engine had released the address, and nothing is left to tie to it.
+    pub ended_at_once: bool,
 }
 
 /// How a container ended.
@@ -89,6 +92,20 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
     /// gateway) are reachable; everything else is refused. Idempotent; networks whose driver
     /// cannot be fenced this way (`macvlan`, `ipvlan`) are refused.
     async fn fence_egress(&self, _network: &str, _fence: &Fence) -> Result<(), SandboxError> {
+        Ok(())
+    }
+
+    /// Puts back what a firewall reload or a Docker restart may have dropped for a network
+    /// sandboxes were started on: its IMDS rules (`blocked`) and, when it is fenced, its
+    /// egress fence. Only the rules: whether a *new* sandbox may start there is for
+    /// `prepare_network` and `fence_egress` to say, so a failing check never leaves the
+    /// rules of running sandboxes unmended. Idempotent.
+    async fn keep_firewall(
+        &self,
+        _network: &str,
+        _blocked: &[Cidr],
+        _fence: Option<&Fence>,
+    ) -> Result<(), SandboxError> {
         Ok(())
     }
 

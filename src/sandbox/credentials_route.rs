@@ -27,17 +27,13 @@ pub const ROUTE_COMMENT: &str = "autoheal: sandbox credentials endpoint";
 const TABLE: &str = "nat";
 const CHAIN: &str = "PREROUTING";
 
-/// One check-delete-insert at a time: two starts at once must neither insert the rule twice
-/// nor take each other's fresh rule for a stale one.
-static KEEPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Makes every IPv4 subnet's sandboxes reach `to` at 169.254.170.2:80: checks the rule,
 /// and when it is missing deletes our stale ones for the subnet (a previous daemon's port)
 /// and inserts it. Answers why not, when it cannot. Called before every start and by the
 /// health check every few seconds, so a rule lost to a firewall reload comes back while
 /// long sandboxes still need to renew.
 pub async fn ensure(subnets: &[Cidr], to: SocketAddr) -> Result<(), String> {
-    let _one_at_a_time = KEEPER.lock().await;
+    let _one_at_a_time = iptables::KEEPER.lock().await;
     let v4: Vec<&Cidr> = subnets.iter().filter(|s| s.is_ipv4()).collect();
     if v4.is_empty() {
         return Err("the network has no IPv4 subnet to write a rule for".into());

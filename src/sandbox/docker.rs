@@ -197,22 +197,36 @@ impl DockerBackend {
         ))
     }
 
-    /// The container's IPv4 address on `network`.
-    async fn container_address(&self, id: &str, network: &str) -> Option<IpAddr> {
-        let info = self
+    /// The container's IPv4 address on `network`, and whether it had ended already (the
+    /// engine releases an ended container's address).
+    async fn container_address(&self, id: &str, network: &str) -> (Option<IpAddr>, bool) {
+        let Ok(info) = self
             .docker
             .inspect_container(
                 id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .ok()?;
-        let networks = info.network_settings?.networks?;
-        // Named as configured; a network configured by its id is the container's only one.
-        let endpoint = networks
-            .get(network)
-            .or_else(|| (networks.len() == 1).then(|| networks.values().next())?)?;
-        endpoint.ip_address.as_deref()?.parse().ok()
+        else {
+            return (None, false);
+        };
+        let running = info
+            .state
+            .as_ref()
+            .and_then(|state| state.running)
+            .unwrap_or(false);
+        let address = info
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|networks| {
+                // Named as configured; a network configured by its id is the container's
+                // only one.
+                let endpoint = networks
+                    .get(network)
+                    .or_else(|| (networks.len() == 1).then(|| networks.values().next())?)?;
+                endpoint.ip_address.as_deref()?.parse().ok()
+            });
+        (address, address.is_none() && !running)
     }
 
     async fn exit_code(&self, id: &str) -> Result<i64, SandboxError> {
@@ -369,6 +383,30 @@ impl SandboxBackend for DockerBackend {
         egress_fence::ensure(&subnets, fence).await.map_err(refused)
     }
 
+    async fn keep_firewall(
+        &self,
+        network: &str,
+        blocked: &[Cidr],
+        fence: Option<&Fence>,
+    ) -> Result<(), SandboxError> {
+        if matches!(network, "host" | "none") {
+            return Ok(());
+        }
+        let subnets = self.existing_subnets(network).await?;
+        MetadataBlock::new(blocked.to_vec())
+            .ensure(network, &subnets)
+            .await?;
+        if let Some(fence) = fence {
+            egress_fence::ensure(&subnets, fence)
+                .await
+                .map_err(|reason| SandboxError::Egress {
+                    network: network.to_owned(),
+                    reason,
+                })?;
+        }
+        Ok(())
+    }
+
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {
         let inspected = self
             .docker
@@ -470,14 +508,15 @@ impl SandboxBackend for DockerBackend {
                 e,
             ));
         }
-        let address = match spec.limits.network.as_str() {
-            "host" | "none" => None,
+        let (address, ended_at_once) = match spec.limits.network.as_str() {
+            "host" | "none" => (None, false),
             network => self.container_address(&created.id, network).await,
         };
         Ok(Started {
             container: created.id,
             output,
             address,
+            ended_at_once,
         })
     }
 

@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::iptables;
 use crate::config::Cidr;
-use crate::egress::firewall_log;
+use crate::egress::{LOG_BURST, LOG_RATE};
 
 /// Marks our rules (`iptables -S DOCKER-USER`, `iptables -S INPUT`).
 pub const FENCE_COMMENT: &str = "autoheal: sandbox egress fence";
@@ -45,9 +45,6 @@ pub const GUARD_COMMENT: &str = "autoheal: sandbox egress guard, fence being rew
 /// The chain Docker evaluates before its own forwarding rules.
 const FORWARD_CHAIN: &str = "DOCKER-USER";
 const INPUT_CHAIN: &str = "INPUT";
-
-/// One check-and-write at a time (starts and the health check run concurrently).
-static KEEPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What a fence leaves open, and where it tells what it refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +66,7 @@ pub async fn ensure(subnets: &[Cidr], fence: &Fence) -> Result<(), String> {
             "the network has an IPv6 subnet ({v6}), which the egress fence does not cover; use an IPv4-only network"
         ));
     }
-    let _one_at_a_time = KEEPER.lock().await;
+    let _one_at_a_time = iptables::KEEPER.lock().await;
     for subnet in subnets {
         let wanted = rules(subnet, fence);
         let mut complete = true;
@@ -178,9 +175,9 @@ fn rules(subnet: &Cidr, fence: &Fence) -> Vec<(&'static str, Vec<String>)> {
                 "-m",
                 "limit",
                 "--limit",
-                firewall_log::LOG_RATE,
+                LOG_RATE,
                 "--limit-burst",
-                firewall_log::LOG_BURST,
+                LOG_BURST,
             ];
             tail.extend(comment);
             tail.extend(["-j", "NFLOG", "--nflog-group", group]);

@@ -39,7 +39,7 @@ pub enum SandboxError {
     CredentialsEndpoint { network: String, reason: String },
     /// The egress proxy cannot be offered to the sandbox (503): it never starts unfenced.
     #[error(
-        "refusing to start sandboxes on network {network:?} without their egress proxy ({reason}). Set sandbox.egress = \"open\" to start them without it (docs/security.md)"
+        "refusing to start sandboxes on network {network:?} without their egress fence ({reason}). Run the daemon as root or with CAP_NET_ADMIN and CAP_NET_RAW, with iptables installed and Docker managing the DOCKER-USER chain; only if sandboxes may reach anything, sandbox.egress = \"open\" starts them unfenced (docs/security.md, egress)"
     )]
     Egress { network: String, reason: String },
     /// The daemon is draining (503).

@@ -199,6 +199,7 @@ impl SandboxBackend for FakeBackend {
             container: id,
             output,
             address: bridge_address(&spec.limits.network),
+            ended_at_once: false,
         })
     }
 

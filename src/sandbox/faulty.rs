@@ -147,6 +147,15 @@ impl<B: SandboxBackend> SandboxBackend for FaultyBackend<B> {
         self.inner.fence_egress(network, fence).await
     }
 
+    async fn keep_firewall(
+        &self,
+        network: &str,
+        blocked: &[Cidr],
+        fence: Option<&Fence>,
+    ) -> Result<(), SandboxError> {
+        self.inner.keep_firewall(network, blocked, fence).await
+    }
+
     async fn inspect_image(&self, image: &str) -> Result<ImageFacts, SandboxError> {
         self.check(Operation::InspectImage).await?;
         self.inner.inspect_image(image).await

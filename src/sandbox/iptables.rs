@@ -7,21 +7,31 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+/// One check-and-write at a time across the daemon's rules (IMDS, fence, credentials
+/// route): starts and the health check run concurrently, and a check racing a write
+/// would insert a rule twice.
+pub static KEEPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `iptables -w 5 <args>`: `Ok(Ok(()))` on exit 0, `Ok(Err(message))` on exit 1 (for
 /// `-C`: no such rule), `Err` when it cannot run or fails otherwise.
 pub async fn run(args: &[String]) -> Result<Result<(), String>, String> {
-    let output = Command::new("iptables")
+    run_tool("iptables", args).await
+}
+
+/// [`run`] with `ip6tables` or another tool of the family.
+pub async fn run_tool(tool: &str, args: &[String]) -> Result<Result<(), String>, String> {
+    let output = Command::new(tool)
         .args(["-w", "5"])
         .args(args)
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| format!("cannot run iptables: {e}"))?;
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
     let message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     match output.status.code() {
         Some(0) => Ok(Ok(())),
         Some(1) => Ok(Err(message)),
-        _ => Err(format!("iptables {} failed: {message}", args.join(" "))),
+        _ => Err(format!("{tool} {} failed: {message}", args.join(" "))),
     }
 }
 

@@ -82,8 +82,9 @@ pub struct SandboxManager {
     credentials_server: Arc<CredentialsServer>,
     /// The one way out of bridge sandboxes (`sandbox.egress = "aws"`).
     egress: Arc<EgressProxy>,
-    /// Fenced networks and the services open to them (kept by the health check).
-    fences: Mutex<std::collections::HashMap<String, Fence>>,
+    /// Networks sandboxes were started on, and the fence of those fenced: their firewall
+    /// rules are kept by the health check.
+    networks: Mutex<std::collections::HashMap<String, Option<Fence>>>,
 }
 
 impl SandboxManager {
@@ -102,7 +103,7 @@ impl SandboxManager {
                 live.current().config.sandbox.blocked_addresses.clone(),
                 live.current().config.sandbox.upstream_proxy.clone(),
             ),
-            fences: Mutex::new(std::collections::HashMap::new()),
+            networks: Mutex::new(std::collections::HashMap::new()),
             live,
         }
     }
@@ -225,6 +226,9 @@ impl SandboxManager {
                 &sandbox.blocked_addresses,
             )
             .await?;
+        self.networks()
+            .entry(sandbox.network.clone())
+            .or_insert(None);
         let endpoint_uri = match delivery {
             CredentialsDelivery::Endpoint => Some(
                 endpoint_delivery::offer(
@@ -246,7 +250,7 @@ impl SandboxManager {
                 &sandbox.network,
             )
             .await?;
-            self.fences().insert(sandbox.network.clone(), fence);
+            self.networks().insert(sandbox.network.clone(), Some(fence));
             Some(url)
         } else {
             None
@@ -436,6 +440,10 @@ impl SandboxManager {
                 EgressLease::new(self.egress.clone(), address, egress)
             });
             return Ok((started, lease));
+        }
+        if started.ended_at_once {
+            // It ran and ended before it could be tied to anything: nothing to admit.
+            return Ok((started, None));
         }
         started.output.abort();
         if let Err(err) = self.backend.remove(&started.container).await {
@@ -694,21 +702,29 @@ impl SandboxManager {
         }
     }
 
-    fn fences(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Fence>> {
-        self.fences.lock().expect("fences lock")
+    fn networks(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<Fence>>> {
+        self.networks.lock().expect("networks lock")
     }
 
-    /// Puts back the egress fences and the rules that lead bridge sandboxes to the
-    /// credentials endpoint, should a firewall reload or a Docker restart have dropped them.
+    /// Puts back the IMDS rules, the egress fences and the rules that lead bridge sandboxes
+    /// to the credentials endpoint, should a firewall reload or a Docker restart have
+    /// dropped them.
     async fn keep_firewall_rules(&self) {
-        let fences: Vec<(String, Fence)> = self
-            .fences()
+        let networks: Vec<(String, Option<Fence>)> = self
+            .networks()
             .iter()
             .map(|(n, f)| (n.clone(), f.clone()))
             .collect();
-        for (network, fence) in fences {
-            if let Err(err) = self.backend.fence_egress(&network, &fence).await {
-                tracing::error!(%network, error = %err, "cannot keep the egress fence; new sandboxes on this network are refused until it is back");
+        let blocked = self.live.current().config.sandbox.blocked_addresses.clone();
+        for (network, fence) in networks {
+            if let Err(err) = self
+                .backend
+                .keep_firewall(&network, &blocked, fence.as_ref())
+                .await
+            {
+                tracing::error!(%network, error = %err, "cannot keep the firewall rules of a sandbox network; new sandboxes on it are refused until they are back");
             }
         }
         for (network, to) in self.credentials_server.routes() {

@@ -16,11 +16,8 @@
 //! a rule cannot be checked or added (no `iptables`, not root / no CAP_NET_ADMIN, Docker
 //! without iptables), sandboxes on that network are refused with what to do.
 
-use std::process::Stdio;
-
-use tokio::process::Command;
-
 use super::SandboxError;
+use super::iptables;
 use crate::config::Cidr;
 
 /// Marks our rules so an operator can tell them apart (`iptables -S DOCKER-USER`).
@@ -52,6 +49,7 @@ impl MetadataBlock {
                 reason: "the network has no IP subnet to write a rule for".into(),
             });
         }
+        let _one_at_a_time = iptables::KEEPER.lock().await;
         for subnet in subnets {
             for blocked in self
                 .blocked
@@ -66,8 +64,8 @@ impl MetadataBlock {
                 };
                 let check = run(tool, "-C", &rule).await;
                 match check {
-                    Ok(Outcome::Yes) => continue,
-                    Ok(Outcome::No(_)) => {}
+                    Ok(true) => continue,
+                    Ok(false) => {}
                     Err(reason) => {
                         return Err(SandboxError::MetadataBlock {
                             network: network.to_owned(),
@@ -76,10 +74,10 @@ impl MetadataBlock {
                     }
                 }
                 match run(tool, "-I", &rule).await {
-                    Ok(Outcome::Yes) => {
+                    Ok(_) => {
                         tracing::info!(%network, %subnet, %blocked, "blocked the metadata address for sandboxes ({CHAIN} rule added)");
                     }
-                    Ok(Outcome::No(reason)) | Err(reason) => {
+                    Err(reason) => {
                         return Err(SandboxError::MetadataBlock {
                             network: network.to_owned(),
                             reason,
@@ -111,27 +109,14 @@ fn rule(subnet: &Cidr, blocked: &Cidr) -> Vec<String> {
     .collect()
 }
 
-/// What the firewall tool said: yes (exit 0), or no with its message (exit 1: for `-C`, "no
-/// such rule").
-enum Outcome {
-    Yes,
-    No(String),
-}
-
-/// Runs `tool -w 5 <op> DOCKER-USER <rule>`; an error means it could not run or failed in a
-/// way other than "no such rule".
-async fn run(tool: &str, op: &str, rule: &[String]) -> Result<Outcome, String> {
-    let output = Command::new(tool)
-        .args(["-w", "5", op, CHAIN])
-        .args(rule)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {tool}: {e}"))?;
-    let message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    match output.status.code() {
-        Some(0) => Ok(Outcome::Yes),
-        Some(1) if op == "-C" => Ok(Outcome::No(message)),
-        _ => Err(format!("{tool} {op} {CHAIN} failed: {message}")),
+/// Runs `tool -w 5 <op> DOCKER-USER <rule>`: `Ok(true)` on success, `Ok(false)` for a
+/// `-C` that found no such rule; an error means it could not run or failed otherwise.
+async fn run(tool: &str, op: &str, rule: &[String]) -> Result<bool, String> {
+    let mut args = vec![op.to_owned(), CHAIN.to_owned()];
+    args.extend(rule.iter().cloned());
+    match iptables::run_tool(tool, &args).await? {
+        Ok(()) => Ok(true),
+        Err(_) if op == "-C" => Ok(false),
+        Err(message) => Err(format!("{tool} {op} {CHAIN} failed: {message}")),
     }
 }
