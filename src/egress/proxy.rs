@@ -333,6 +333,7 @@ impl EgressProxy {
                 }
             };
             backoff.succeeded();
+            let _ = stream.set_nodelay(true);
             let Admission::Admitted(registration) = self.table.admit() else {
                 tracing::warn!(%peer, "egress proxy: every connection is busy; refused one");
                 continue;
@@ -484,7 +485,11 @@ impl EgressProxy {
         let mut last = String::new();
         for address in reachable {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Ok(stream)) => {
+                    // Small TLS records go out at once, not after Nagle's wait.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
                 Ok(Err(e)) => last = format!("{host}: cannot connect ({e})"),
                 Err(_) => last = format!("{host}: connecting timed out"),
             }
