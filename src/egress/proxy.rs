@@ -168,6 +168,8 @@ pub struct EgressProxy {
     firewall_log: tokio::sync::OnceCell<Option<u16>>,
     /// Dropped with the proxy: ends the firewall log's reader.
     alive: watch::Sender<()>,
+    /// Set when the host's firewall refused the NFLOG rules.
+    firewall_log_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl EgressProxy {
@@ -184,13 +186,23 @@ impl EgressProxy {
             firewall_refused: AtomicU64::new(0),
             firewall_log: tokio::sync::OnceCell::new(),
             alive: watch::channel(()).0,
+            firewall_log_stopped: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Fences are written without NFLOG rules from now on (the host's firewall refused
+    /// them).
+    pub fn stop_firewall_log(&self) {
+        self.firewall_log_stopped.store(true, Ordering::Relaxed);
     }
 
     /// The NFLOG group the egress fence should log its refusals to, reading it from now on
     /// (the first call binds it); `None` when this process cannot read one — the fence
     /// refuses the same, unreported, and the daemon says so once.
     pub async fn firewall_log_group(self: &Arc<Self>) -> Option<u16> {
+        if self.firewall_log_stopped.load(Ordering::Relaxed) {
+            return None;
+        }
         *self
             .firewall_log
             .get_or_init(|| async {

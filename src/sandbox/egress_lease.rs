@@ -44,11 +44,21 @@ pub async fn offer(
         .listen_on(gateway)
         .await
         .map_err(|e| unavailable(format!("cannot listen on the gateway {gateway}: {e}")))?;
-    let fence = Fence {
+    let mut fence = Fence {
         open: vec![address, endpoint],
         log_group: proxy.firewall_log_group().await,
     };
-    backend.fence_egress(network, &fence).await?;
+    if let Err(err) = backend.fence_egress(network, &fence).await {
+        // A host whose firewall has no NFLOG target would otherwise refuse every start: the
+        // fence without its telling is still the fence.
+        if fence.log_group.is_none() {
+            return Err(err);
+        }
+        fence.log_group = None;
+        backend.fence_egress(network, &fence).await?;
+        proxy.stop_firewall_log();
+        tracing::warn!(%network, error = %err, "the egress fence could not be written with its NFLOG rules, so it was written without: refusals at the firewall are no longer reported per sandbox (until the daemon restarts)");
+    }
     Ok((format!("http://{address}"), fence))
 }
 
