@@ -30,7 +30,7 @@ use autoheal::config::{Config, Secret, load_from_str};
 use autoheal::credentials::RefreshPolicy;
 use autoheal::lifecycle::LiveConfig;
 use autoheal::sandbox::{
-    FENCE_COMMENT, RULE_COMMENT, SandboxManager, SandboxRequest, SandboxState,
+    FENCE_COMMENT, GUARD_COMMENT, RULE_COMMENT, SandboxManager, SandboxRequest, SandboxState,
 };
 use support::TestBed;
 
@@ -505,12 +505,14 @@ sleep 1
             .is_some_and(|l| l.contains(FENCE_COMMENT))
     };
     assert!(!first_is_ours());
+    // First again, whole, and the rewrite's guard gone (the keeper is stopped next: not in
+    // the middle of a rewrite).
     support::wait_for(
         "the fence to be first again",
         autoheal::sandbox::HEALTH_CHECK_EVERY + Duration::from_secs(5),
         || {
-            let first = first_is_ours();
-            async move { first.then_some(()) }
+            let done = first_is_ours() && fence_rules().len() == 6 && guard_rules().is_empty();
+            async move { done.then_some(()) }
         },
     )
     .await;
@@ -614,8 +616,26 @@ fn fence_rules() -> Vec<String> {
     rules
 }
 
+/// The guards a fence rewrite puts up for the sandbox subnet, as `-S` lists them.
+fn guard_rules() -> Vec<String> {
+    let mut rules = Vec::new();
+    for chain in ["DOCKER-USER", "INPUT"] {
+        let out = Command::new("iptables")
+            .args(["-S", chain])
+            .output()
+            .expect("iptables");
+        rules.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(GUARD_COMMENT) && l.contains(SANDBOX_SUBNET))
+                .map(str::to_owned),
+        );
+    }
+    rules
+}
+
 fn remove_fence_rules() {
-    for rule in fence_rules() {
+    for rule in fence_rules().into_iter().chain(guard_rules()) {
         let spec = rule.replacen("-A ", "-D ", 1);
         let _ = Command::new("sh")
             .args(["-c", &format!("iptables {spec}")])
