@@ -269,6 +269,7 @@ fn fetch_fake_imds() -> SandboxRequest {
 
 #[tokio::test]
 async fn sandboxes_on_the_bridge_cannot_reach_the_metadata_address() {
+    let log = capture_log();
     let bed = TestBed::start();
     let stand_in = StandIn::create().await;
 
@@ -427,6 +428,19 @@ sleep 1
             done.egress_refused
         );
     }
+    // And logged: one warning per destination, naming the sandbox (never a payload).
+    let logged = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    for (host, port) in [(TEST_HOST, 80), (FAKE_IMDS, 80), (TEST_HOST, 53)] {
+        assert!(
+            logged
+                .lines()
+                .any(|l| l.contains(&format!("sandbox={}", done.id))
+                    && l.contains(&format!("host={host} "))
+                    && l.contains(&format!("port={port} "))
+                    && l.contains("decision=\"refused\"")),
+            "{host}:{port} refused and logged:\n{logged}"
+        );
+    }
     assert!(
         done.egress_refused
             .iter()
@@ -567,6 +581,31 @@ async fn listening_sandbox(manager: &Arc<SandboxManager>) -> (String, String) {
     let ip = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
     assert!(ip.starts_with("198.18.215."), "{inspected:?}");
     (started.id, ip)
+}
+
+/// Everything this test process logs, kept for the test to read (the daemon's log, as the
+/// manager runs in-process).
+fn capture_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = Shared(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    buffer
 }
 
 /// Deletes the fence's DOCKER-USER rules for the sandbox subnet, as a firewall reload would.
