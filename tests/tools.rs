@@ -689,7 +689,7 @@ fn the_permissions_policy_grants_exactly_the_declared_actions() {
     );
     let logs_only = run(&["policy", "permissions", "--capability", "logs"]);
     assert_eq!(logs_only["Statement"].as_array().unwrap().len(), 1);
-    assert_eq!(logs_only["Statement"][0]["Sid"], "CloudWatchLogsRead");
+    assert_eq!(logs_only["Statement"][0]["Sid"], "CloudWatchLogs");
 }
 
 #[tokio::test]

@@ -16,34 +16,33 @@ pub fn actions(capabilities: &[Capability]) -> BTreeSet<&'static str> {
         .collect()
 }
 
-/// The permissions policy: one statement per AWS service, `Resource: "*"` (these read
-/// actions do not support resource-level scoping uniformly).
+/// The statements of the permissions policy, in the setup guide's order and with its ids:
+/// (the service prefix of their actions, the statement id).
+pub const STATEMENTS: [(&str, &str); 7] = [
+    ("logs", "CloudWatchLogs"),
+    ("cloudwatch", "CloudWatchMetrics"),
+    ("ec2", "EC2ReadOnly"),
+    ("ecs", "ECSReadOnly"),
+    ("eks", "EKSReadOnly"),
+    ("elasticache", "ElastiCacheReadOnly"),
+    ("sts", "STSIdentity"),
+];
+
+/// The permissions policy (the guide's `AutohealReadOnlyPolicy`): one statement per AWS
+/// service, in the guide's order and with its ids, `Resource: "*"` (these read actions do
+/// not support resource-level scoping uniformly).
 pub fn permissions(capabilities: &[Capability]) -> Value {
     let all = actions(capabilities);
-    let mut services: Vec<&str> = all
+    let statements: Vec<Value> = STATEMENTS
         .iter()
-        .map(|a| a.split(':').next().unwrap_or(""))
-        .collect();
-    services.dedup();
-    let statements: Vec<Value> = services
-        .iter()
-        .map(|service| {
-            let sid = match *service {
-                "logs" => "CloudWatchLogsRead",
-                "cloudwatch" => "CloudWatchMetricsRead",
-                "ec2" => "EC2Read",
-                "ecs" => "ECSRead",
-                "eks" => "EKSRead",
-                "elasticache" => "ElastiCacheRead",
-                "sts" => "Identity",
-                _ => "Read",
-            };
+        .filter_map(|(service, sid)| {
             let actions: Vec<&str> = all
                 .iter()
-                .filter(|a| a.split(':').next() == Some(service))
+                .filter(|a| a.split(':').next() == Some(*service))
                 .copied()
                 .collect();
-            json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*"})
+            (!actions.is_empty())
+                .then(|| json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*"}))
         })
         .collect();
     json!({"Version": "2012-10-17", "Statement": statements})
@@ -210,6 +209,73 @@ mod tests {
                 &serde_json::from_str(&session_policy(&[])).unwrap(),
                 action
             ));
+        }
+    }
+
+    /// The setup guide's example policy, statement by statement: its ids, its order, and its
+    /// 29 actions (DESIGN.md lists them), no more, no fewer.
+    #[test]
+    fn the_permissions_policy_is_the_guides_document() {
+        let policy = permissions(&[]);
+        let statements = policy["Statement"].as_array().unwrap();
+        let ids: Vec<&str> = statements
+            .iter()
+            .map(|s| s["Sid"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "CloudWatchLogs",
+                "CloudWatchMetrics",
+                "EC2ReadOnly",
+                "ECSReadOnly",
+                "EKSReadOnly",
+                "ElastiCacheReadOnly",
+                "STSIdentity"
+            ]
+        );
+        let guide: BTreeSet<&str> = [
+            "logs:DescribeLogGroups",
+            "logs:DescribeLogStreams",
+            "logs:FilterLogEvents",
+            "logs:GetLogEvents",
+            "logs:StartQuery",
+            "logs:GetQueryResults",
+            "cloudwatch:ListMetrics",
+            "cloudwatch:GetMetricData",
+            "cloudwatch:DescribeAlarms",
+            "ec2:DescribeInstances",
+            "ec2:DescribeInstanceStatus",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeVpcs",
+            "ecs:ListClusters",
+            "ecs:DescribeClusters",
+            "ecs:ListServices",
+            "ecs:DescribeServices",
+            "ecs:ListTasks",
+            "ecs:DescribeTasks",
+            "eks:ListClusters",
+            "eks:DescribeCluster",
+            "eks:ListNodegroups",
+            "eks:DescribeNodegroup",
+            "elasticache:DescribeCacheClusters",
+            "elasticache:DescribeReplicationGroups",
+            "elasticache:DescribeServerlessCaches",
+            "elasticache:DescribeEvents",
+            "sts:GetCallerIdentity",
+        ]
+        .into_iter()
+        .collect();
+        let granted: BTreeSet<&str> = statements
+            .iter()
+            .flat_map(|s| s["Action"].as_array().unwrap())
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(granted, guide);
+        for statement in statements {
+            assert_eq!(statement["Effect"], "Allow");
+            assert_eq!(statement["Resource"], "*");
         }
     }
 
