@@ -22,38 +22,12 @@ use std::time::Duration;
 
 use autoheal::config::load_from_str;
 use autoheal::sandbox::{SandboxManager, SandboxRequest, SandboxState};
-use support::{BridgeNetwork, TestBed};
+use support::{BridgeNetwork, INCIDENT_QUESTIONS, TestBed, rss_kib, shell_quoted};
 
 const IMAGE: &str = "autoheal-sandbox-test:latest";
 const ROLE: &str = "arn:aws:iam::210987654321:role/AutohealReadOnlyRole";
 const SUBNET: &str = "198.18.125.0/24";
 const TUNNELS: usize = 200;
-
-/// The demo's eight questions: (tool, arguments).
-const QUESTIONS: [(&str, &str); 8] = [
-    (
-        "logs_search",
-        r#"{"log_groups": ["payment-service"], "pattern": "ERROR", "since": "1h"}"#,
-    ),
-    ("alarms_list", r#"{"state": "ALARM"}"#),
-    (
-        "ec2_instances",
-        r#"{"tags": {"Environment": "production"}}"#,
-    ),
-    ("ecs_services", r#"{"cluster": "main"}"#),
-    ("eks_nodegroups", "{}"),
-    ("elasticache_clusters", "{}"),
-    ("elasticache_replication_group", r#"{"id": "cell-a-redis"}"#),
-    (
-        "elasticache_metrics",
-        r#"{"cluster": "cell-a-redis", "since": "1h"}"#,
-    ),
-];
-
-/// A shell word in single quotes.
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
 
 /// The shell script that asks every question `rounds` times and prints `T <tool> <µs>` per
 /// call (`FAILED <tool>` for a failure). The clock: `adjtimex` reads the kernel's time to
@@ -64,10 +38,10 @@ fn questions_script(rounds: usize) -> String {
         "now() { adjtimex | awk '/tv_sec/ {s=$2} /tv_usec/ {u=$2} END {printf \"%d%06d\\n\", s, u}'; }\n",
     );
     script.push_str(&format!("for round in $(seq {rounds}); do\n"));
-    for (tool, args) in QUESTIONS {
+    for (tool, args) in INCIDENT_QUESTIONS {
         script.push_str(&format!(
             "  t0=$(now); if autoheal tool {tool} --args {} --output json >/dev/null 2>/tmp/err; then t1=$(now); echo \"T {tool} $((t1 - t0))\"; else echo \"FAILED {tool}: $(cat /tmp/err)\"; fi\n",
-            quoted(args)
+            shell_quoted(args)
         ));
     }
     script.push_str("done\n");
@@ -103,7 +77,7 @@ fn timings(stdout: &str, rounds: usize) -> Vec<(String, u64)> {
             Some((tool.to_owned(), micros.trim().parse().ok()?))
         })
         .collect();
-    assert_eq!(times.len(), rounds * QUESTIONS.len(), "{stdout}");
+    assert_eq!(times.len(), rounds * INCIDENT_QUESTIONS.len(), "{stdout}");
     times
 }
 
@@ -121,16 +95,6 @@ fn tool_median(times: &[(String, u64)], tool: &str) -> u64 {
 fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
     values[values.len() / 2]
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 fn config(bed: &TestBed, network: &str) -> autoheal::config::Config {
@@ -174,7 +138,7 @@ async fn main() {
     }
     // Per tool (their times differ tenfold), then the median of the eight differences.
     let mut overheads = Vec::new();
-    for (tool, _) in QUESTIONS {
+    for (tool, _) in INCIDENT_QUESTIONS {
         let (d, p) = (tool_median(&direct, tool), tool_median(&proxied, tool));
         println!(
             "  {tool:<30} host {:>7.1} ms   bridge+proxy {:>7.1} ms",
@@ -207,15 +171,15 @@ wait
 echo "established=$(grep -l ' 200 ' /tmp/tunnel.* | wc -l)"
 "#
     );
-    let before = rss_kib();
+    let before = rss_kib(std::process::id());
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let sampling = tokio::spawn(async move {
         let mut peak = 0;
         while !*done_rx.borrow() {
-            peak = peak.max(rss_kib());
+            peak = peak.max(rss_kib(std::process::id()));
             let _ = tokio::time::timeout(Duration::from_millis(50), done_rx.changed()).await;
         }
-        peak.max(rss_kib())
+        peak.max(rss_kib(std::process::id()))
     });
     let out = run(&bridge, load, Duration::from_secs(120)).await;
     done_tx.send_replace(true);

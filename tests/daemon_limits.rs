@@ -15,24 +15,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::daemon::{CANARY_TOKEN, Daemon, managed_containers, serving};
-use support::{TestBed, wait_for};
+use support::{TestBed, rss_kib, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const TOKEN: Option<&str> = Some(CANARY_TOKEN);
-
-/// The daemon's resident memory, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("autoheal-{name}-{}", std::process::id()));

@@ -14,37 +14,11 @@ use std::time::Duration;
 use autoheal::config::load_from_str;
 use autoheal::egress::MAPPED_ENDPOINT_HOST;
 use autoheal::sandbox::{SandboxRequest, SandboxState};
-use support::{BridgeNetwork, TestBed};
+use support::{BridgeNetwork, INCIDENT_QUESTIONS, TestBed, shell_quoted};
 
 const TEST_IMAGE: &str = "autoheal-sandbox-test:latest";
 const ROLE: &str = "arn:aws:iam::210987654321:role/AutohealReadOnlyRole";
 const SUBNET: &str = "198.18.122.0/24";
-
-/// The demo's eight questions: (tool, arguments).
-const QUESTIONS: [(&str, &str); 8] = [
-    (
-        "logs_search",
-        r#"{"log_groups": ["payment-service"], "pattern": "ERROR", "since": "1h"}"#,
-    ),
-    ("alarms_list", r#"{"state": "ALARM"}"#),
-    (
-        "ec2_instances",
-        r#"{"tags": {"Environment": "production"}}"#,
-    ),
-    ("ecs_services", r#"{"cluster": "main"}"#),
-    ("eks_nodegroups", "{}"),
-    ("elasticache_clusters", "{}"),
-    ("elasticache_replication_group", r#"{"id": "cell-a-redis"}"#),
-    (
-        "elasticache_metrics",
-        r#"{"cluster": "cell-a-redis", "since": "1h"}"#,
-    ),
-];
-
-/// A shell word in single quotes.
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
 
 #[tokio::test]
 async fn a_bridge_sandbox_answers_the_incident_questions_through_the_proxy_and_nothing_else() {
@@ -71,10 +45,10 @@ endpoint_url = "{{endpoint}}"
 
     // Each question as a tool call, then a CONNECT to a name not on the allowlist.
     let mut script = String::from("set -u\n");
-    for (tool, args) in QUESTIONS {
+    for (tool, args) in INCIDENT_QUESTIONS {
         script.push_str(&format!(
             "if autoheal tool {tool} --args {} --output json >/tmp/answer 2>&1; then echo \"OK {tool} $(wc -c </tmp/answer)\"; else echo \"FAILED {tool}: $(cat /tmp/answer)\"; fi\n",
-            quoted(args)
+            shell_quoted(args)
         ));
     }
     script.push_str(
@@ -97,7 +71,7 @@ echo "endpoint=$AWS_ENDPOINT_URL"
         .expect("the sandbox runs");
     assert_eq!(done.state, SandboxState::Exited, "{done:?}");
     let stdout = done.stdout.as_deref().unwrap_or_default();
-    for (tool, _) in QUESTIONS {
+    for (tool, _) in INCIDENT_QUESTIONS {
         assert!(
             stdout.contains(&format!("OK {tool} ")),
             "{tool} answered through the proxy:\n{stdout}\n{:?}",

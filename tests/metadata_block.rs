@@ -639,24 +639,16 @@ async fn serve_api(bed: &TestBed, config: &Config, sandboxes: Arc<SandboxManager
 /// Our egress-fence rules for the sandbox subnet (DOCKER-USER and INPUT), as `-S` lists
 /// them.
 fn fence_rules() -> Vec<String> {
-    let mut rules = Vec::new();
-    for chain in ["DOCKER-USER", "INPUT"] {
-        let out = Command::new("iptables")
-            .args(["-S", chain])
-            .output()
-            .expect("iptables");
-        rules.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.contains(FENCE_COMMENT) && l.contains(SANDBOX_SUBNET))
-                .map(str::to_owned),
-        );
-    }
-    rules
+    subnet_rules_marked(FENCE_COMMENT)
 }
 
 /// The guards a fence rewrite puts up for the sandbox subnet, as `-S` lists them.
 fn guard_rules() -> Vec<String> {
+    subnet_rules_marked(GUARD_COMMENT)
+}
+
+/// The sandbox subnet's rules in DOCKER-USER and INPUT that carry `comment`.
+fn subnet_rules_marked(comment: &str) -> Vec<String> {
     let mut rules = Vec::new();
     for chain in ["DOCKER-USER", "INPUT"] {
         let out = Command::new("iptables")
@@ -666,7 +658,7 @@ fn guard_rules() -> Vec<String> {
         rules.extend(
             String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .filter(|l| l.contains(GUARD_COMMENT) && l.contains(SANDBOX_SUBNET))
+                .filter(|l| l.contains(comment) && l.contains(SANDBOX_SUBNET))
                 .map(str::to_owned),
         );
     }

@@ -428,3 +428,40 @@ pub fn remove_rules_for_subnet(subnet: &str) {
         }
     }
 }
+
+/// The demo's eight incident questions: (tool, arguments).
+pub const INCIDENT_QUESTIONS: [(&str, &str); 8] = [
+    (
+        "logs_search",
+        r#"{"log_groups": ["payment-service"], "pattern": "ERROR", "since": "1h"}"#,
+    ),
+    ("alarms_list", r#"{"state": "ALARM"}"#),
+    (
+        "ec2_instances",
+        r#"{"tags": {"Environment": "production"}}"#,
+    ),
+    ("ecs_services", r#"{"cluster": "main"}"#),
+    ("eks_nodegroups", "{}"),
+    ("elasticache_clusters", "{}"),
+    ("elasticache_replication_group", r#"{"id": "cell-a-redis"}"#),
+    (
+        "elasticache_metrics",
+        r#"{"cluster": "cell-a-redis", "since": "1h"}"#,
+    ),
+];
+
+/// A shell word in single quotes.
+pub fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A process's resident memory (KiB), from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
