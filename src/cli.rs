@@ -108,8 +108,19 @@ pub struct ToolArgs {
 #[derive(Debug, Args)]
 pub struct McpArgs {
     /// Return secrets found in answers (keys, tokens, passwords) as they are, unmasked.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "daemon")]
     pub no_mask: bool,
+    /// Relay stdio to this daemon's MCP endpoint (such as http://127.0.0.1:8700), so every
+    /// call runs in a sandbox there; the token comes from AUTOHEAL_API_TOKEN, else the
+    /// config's server.api_token_file.
+    #[arg(long, value_name = "URL", requires = "integration")]
+    pub daemon: Option<String>,
+    /// With --daemon: the integration whose sandbox answers.
+    #[arg(long, value_name = "NAME", requires = "daemon")]
+    pub integration: Option<String>,
+    /// With --daemon: narrow the session to these tools (repeatable) [default: every tool].
+    #[arg(long, value_enum, value_name = "CAPABILITY", requires = "daemon")]
+    pub capability: Vec<crate::tools::Capability>,
 }
 
 #[derive(Debug, Args)]

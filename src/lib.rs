@@ -17,6 +17,7 @@ pub mod egress;
 pub mod exit_code;
 pub mod lifecycle;
 pub mod logging;
+pub mod mcp;
 pub mod oidc;
 pub mod sandbox;
 pub mod stdout;

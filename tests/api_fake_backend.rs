@@ -71,12 +71,12 @@ async fn serve_with(server_toml: &str, sandbox_toml: &str) -> Served {
         Arc::new(FakeBackend::new()),
         live.clone(),
     ));
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         live,
         sandboxes,
-        token: Secret::new(TOKEN),
-        limits: ApiLimits::from(&config.server),
-    });
+        Secret::new(TOKEN),
+        ApiLimits::from(&config.server),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(api::serve(listener, state, std::future::pending()));

@@ -624,12 +624,12 @@ fn delete_forward_fence_rules() {
 async fn serve_api(bed: &TestBed, config: &Config, sandboxes: Arc<SandboxManager>) -> u16 {
     let policy = RefreshPolicy::for_sandboxes(config.sandbox.max_lifetime);
     let broker = Arc::new(bed.broker(&config.integrations, policy).await);
-    let state = Arc::new(AppState {
-        live: Arc::new(LiveConfig::new(config.clone(), broker)),
+    let state = Arc::new(AppState::new(
+        Arc::new(LiveConfig::new(config.clone(), broker)),
         sandboxes,
-        token: Secret::new("metadata-block-test-api-token-0123"),
-        limits: ApiLimits::from(&config.server),
-    });
+        Secret::new("metadata-block-test-api-token-0123"),
+        ApiLimits::from(&config.server),
+    ));
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(api::serve(listener, state, std::future::pending()));

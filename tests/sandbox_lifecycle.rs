@@ -30,6 +30,7 @@ fn sleeper(id: &str) -> ContainerSpec {
         env: BTreeMap::from([("CANARY".into(), Secret::new("not-a-label"))]),
         files: Vec::new(),
         fenced: false,
+        interactive: false,
         limits: Limits {
             memory: ByteSize::mib(64),
             cpus: 0.2,

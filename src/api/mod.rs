@@ -1,5 +1,5 @@
 //! The HTTP API (hyper): health, readiness, metrics, integrations, Test Connection,
-//! sandboxes. One file per resource; this one routes, authenticates and serves.
+//! sandboxes, MCP sessions. One file per resource; this one routes, authenticates and serves.
 //!
 //! Everything under `/v1` needs `Authorization: Bearer <token>` (compared in constant time);
 //! bodies are limited in size; every error is a JSON body with a fitting status.
@@ -11,6 +11,8 @@
 
 mod health;
 mod integrations;
+mod mcp;
+mod mcp_session;
 mod oidc;
 mod response;
 mod sandboxes;
@@ -35,6 +37,7 @@ use crate::config::{Secret, ServerConfig};
 use crate::connections::{AcceptBackoff, Admission, ConnectionTable, Tracked};
 use crate::lifecycle::LiveConfig;
 use crate::sandbox::SandboxManager;
+pub use mcp::McpEndpoint;
 pub use response::{ApiError, Body};
 pub use sandboxes::parse_create_body;
 
@@ -55,9 +58,28 @@ pub struct AppState {
     /// The configuration and broker in force (SIGHUP swaps them).
     pub live: Arc<LiveConfig>,
     pub sandboxes: Arc<SandboxManager>,
+    /// `/v1/mcp/{integration}`: its MCP sessions (each a sandbox of `sandboxes`).
+    pub mcp: McpEndpoint,
     pub token: Secret,
     /// The connection and timeout limits (from `[server]`, fixed until restart).
     pub limits: ApiLimits,
+}
+
+impl AppState {
+    pub fn new(
+        live: Arc<LiveConfig>,
+        sandboxes: Arc<SandboxManager>,
+        token: Secret,
+        limits: ApiLimits,
+    ) -> Self {
+        Self {
+            mcp: McpEndpoint::new(sandboxes.clone(), live.clone()),
+            live,
+            sandboxes,
+            token,
+            limits,
+        }
+    }
 }
 
 /// How much the API lets one client hold.
@@ -125,8 +147,9 @@ pub async fn serve(
                     let handling: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
                         Box::pin(async move {
                             let response = handle(&state, request).await;
-                            drop(busy);
-                            Ok(response)
+                            // Busy until the answer is sent: an MCP session's SSE stream
+                            // is a request in progress, not an idle keep-alive.
+                            Ok(response.map(|body| response::HeldUntilSent::wrap(body, busy)))
                         });
                     handling
                 });
@@ -212,13 +235,26 @@ async fn route(
         (&Method::GET, ["sandboxes"]) => Ok(sandboxes::list(state)),
         (&Method::GET, ["sandboxes", id]) => sandboxes::get(state, id),
         (&Method::DELETE, ["sandboxes", id]) => sandboxes::stop(state, id).await,
-        (_, ["integrations"] | ["integrations", _, "test"] | ["sandboxes"] | ["sandboxes", _]) => {
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed on {path}"),
-            ))
+        (&Method::POST, ["sandboxes", id, "exec"]) => {
+            let body = read_body(request, state.limits.body_read_timeout).await?;
+            sandboxes::exec(state, id, &body).await
         }
+        (&Method::POST | &Method::GET | &Method::DELETE, ["mcp", integration]) => {
+            mcp::handle(state, request, integration, query).await
+        }
+        (
+            _,
+            ["integrations"]
+            | ["integrations", _, "test"]
+            | ["sandboxes"]
+            | ["sandboxes", _]
+            | ["sandboxes", _, "exec"]
+            | ["mcp", _],
+        ) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
         _ => Err(not_found(path)),
     }
 }
@@ -258,21 +294,23 @@ fn authorize(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiErr
 }
 
 async fn read_body(request: Request<Incoming>, limit: Duration) -> Result<Vec<u8>, ApiError> {
-    let collected = tokio::time::timeout(
-        limit,
-        Limited::new(request.into_body(), MAX_BODY_BYTES).collect(),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "the request body did not arrive within {}s (server.body_read_timeout)",
-                limit.as_secs()
-            ),
-        )
-    })?;
+    read_whole_body(request.into_body(), limit).await
+}
+
+/// Reads a request body: at most [`MAX_BODY_BYTES`] (413 beyond), within `limit` (408).
+async fn read_whole_body(body: Incoming, limit: Duration) -> Result<Vec<u8>, ApiError> {
+    let collected = tokio::time::timeout(limit, Limited::new(body, MAX_BODY_BYTES).collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {}s (server.body_read_timeout)",
+                    limit.as_secs()
+                ),
+            )
+        })?;
     match collected {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(err)

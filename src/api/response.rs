@@ -1,13 +1,59 @@
 //! JSON answers and JSON errors: every answer of the API is one JSON document, and every
 //! error is `{"error": {"code", "message"}}` with a fitting status.
 
-use http_body_util::Full;
-use hyper::body::Bytes;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Frame, SizeHint};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
-pub type Body = Full<Bytes>;
+/// Every answer's body: a whole JSON document, or a stream (an MCP session's SSE).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A body that holds `guard` until it has been sent (or dropped): a streamed answer keeps
+/// its connection counted as busy for as long as it streams.
+pub struct HeldUntilSent<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Send + Sync + Unpin + 'static> HeldUntilSent<G> {
+    pub fn wrap(body: Body, guard: G) -> Body {
+        BoxBody::new(Self {
+            body,
+            _guard: guard,
+        })
+    }
+}
+
+impl<G: Unpin> hyper::body::Body for HeldUntilSent<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn whole(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 /// A JSON answer with `status`.
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
@@ -15,7 +61,7 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(whole(body))
         .expect("valid response")
 }
 
@@ -24,7 +70,7 @@ pub fn text(status: StatusCode, content_type: &str, body: String) -> Response<Bo
     Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
+        .body(whole(body))
         .expect("valid response")
 }
 

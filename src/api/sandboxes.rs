@@ -1,4 +1,5 @@
-//! `/v1/sandboxes`: create (optionally waiting for the end), list, inspect, stop.
+//! `/v1/sandboxes`: create (optionally waiting for the end), list, inspect, stop, and run
+//! a command in a running one (`exec`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,15 +59,7 @@ pub fn parse_create_body(body: &[u8]) -> Result<SandboxRequest, ApiError> {
     reader
         .end()
         .map_err(|e| bad(format!("invalid JSON body: {e}")))?;
-    let timeout = match body.timeout {
-        None => None,
-        Some(TimeoutValue::Seconds(s)) => Some(Duration::from_secs(s)),
-        Some(TimeoutValue::Text(t)) => Some(humantime::parse_duration(&t).map_err(|e| {
-            bad(format!(
-                "timeout: not a duration: {t:?} ({e}); write it like \"90s\" or \"5m\""
-            ))
-        })?),
-    };
+    let timeout = timeout_of(body.timeout)?;
     Ok(SandboxRequest {
         integration: body.integration,
         command: body.command,
@@ -102,6 +95,55 @@ pub fn get(state: &AppState, id: &str) -> Result<Response<Body>, ApiError> {
 
 pub async fn stop(state: &AppState, id: &str) -> Result<Response<Body>, ApiError> {
     Ok(json(StatusCode::OK, &state.sandboxes.stop(id).await?))
+}
+
+/// The body of `POST /v1/sandboxes/{id}/exec`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecBody {
+    command: Vec<String>,
+    /// `"90s"`, `"5m"`, or a number of seconds; never past the sandbox's deadline.
+    timeout: Option<TimeoutValue>,
+}
+
+/// Runs a command in running sandbox `id`: 200 with its output and exit code, 409 when the
+/// sandbox has ended.
+pub async fn exec(state: &AppState, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let body: ExecBody = serde_path_to_error::deserialize(&mut reader).map_err(|err| {
+        let path = err.path().to_string();
+        bad(format!("{path}: {}", err.into_inner()))
+    })?;
+    let check = SandboxRequest {
+        integration: String::new(),
+        command: body.command,
+        image: None,
+        timeout: timeout_of(body.timeout)?,
+        env: BTreeMap::new(),
+        capabilities: None,
+        credentials: None,
+    };
+    // The same rules for argv and timeout as a sandbox's own command (a sandbox never
+    // outlives sandbox.max_lifetime, so neither does a command in it).
+    let max_lifetime = state.live.current().config.sandbox.max_lifetime;
+    check.validate(max_lifetime)?;
+    let answer = state
+        .sandboxes
+        .exec(id, &check.command, check.timeout)
+        .await?;
+    Ok(json(StatusCode::OK, &answer))
+}
+
+fn timeout_of(value: Option<TimeoutValue>) -> Result<Option<Duration>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(TimeoutValue::Seconds(s)) => Ok(Some(Duration::from_secs(s))),
+        Some(TimeoutValue::Text(t)) => humantime::parse_duration(&t).map(Some).map_err(|e| {
+            bad(format!(
+                "timeout: not a duration: {t:?} ({e}); write it like \"90s\" or \"5m\""
+            ))
+        }),
+    }
 }
 
 #[cfg(test)]

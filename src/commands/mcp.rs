@@ -1,126 +1,32 @@
-//! `autoheal mcp`: a Model Context Protocol server on stdio exposing every tool, with its
-//! JSON Schema and the read-only annotation. Secrets in answers are masked unless
-//! `--no-mask`. A tool's failure is a tool result with
-//! `isError: true` carrying the error (AWS code, the IAM action, a hint) — never a success,
-//! and never a protocol error the model cannot see.
+//! `autoheal mcp`: the tools as an MCP server on stdio. Alone, they run in this process with
+//! its ambient AWS credentials (this is what runs inside a session's sandbox). With
+//! `--daemon URL --integration NAME` it is a stdio bridge for MCP clients that only start
+//! local processes: it opens one session at the daemon's `/v1/mcp/NAME` and relays, so every
+//! call runs in that session's sandbox, with the integration's scoped credentials.
 
-use std::sync::Arc;
+use rmcp::ServiceExt;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool, ToolAnnotations,
-};
-use rmcp::service::{RequestContext, RoleServer};
-use rmcp::{ServerHandler, ServiceExt};
-use serde_json::Value;
-
-use crate::cli::McpArgs;
+use crate::api::token;
+use crate::cli::{Cli, McpArgs};
+use crate::config;
 use crate::exit_code::Exit;
-use crate::tools::{self, AwsContext, mask_answer};
+use crate::mcp::{Relay, RelayServer, ToolsServer};
+use crate::tools::AwsContext;
 
-/// What `initialize` tells the agent: what the tools cover and how their answers behave.
-const INSTRUCTIONS: &str = "Read-only AWS tools for incident investigation in one AWS account and region: \
-CloudWatch Logs (logs_groups, logs_search, logs_events, logs_insights), CloudWatch metrics and alarms \
-(metrics_list, metrics_query, alarms_list), EC2 (ec2_instances, ec2_instance), ECS (ecs_clusters, \
-ecs_services, ecs_tasks), EKS (eks_clusters, eks_cluster, eks_nodegroups), ElastiCache \
-(elasticache_clusters, elasticache_replication_group, elasticache_serverless, elasticache_events, \
-elasticache_metrics) and whoami. Every tool only reads; none changes anything. \
-Names: a short name that fits exactly one resource is used and the answer says so in `resolved` \
-(\"payment-service\" -> \"/ecs/payment-service\"); a cluster argument may be left out when the \
-account has exactly one; an unknown name answers with the closest existing names. \
-Listings come newest first; when an answer is cut it says `truncated: true` and `next` tells how to \
-ask for the rest (e.g. `until` for older log events). Times are RFC 3339 UTC; since/until take \
-durations back from now (\"1h\", \"30m\") or RFC 3339 times.";
-
-struct AutohealTools {
-    ctx: AwsContext,
-    listed: Vec<Tool>,
-    /// Mask secrets in answers (on unless `--no-mask`).
-    mask: bool,
-}
-
-impl AutohealTools {
-    fn new(ctx: AwsContext, mask: bool) -> Self {
-        let listed = tools::catalogue()
-            .iter()
-            .map(|t| {
-                let schema = match t.input_schema() {
-                    Value::Object(map) => map,
-                    _ => Default::default(),
-                };
-                Tool::new(t.name, t.description, Arc::new(schema)).with_annotations(
-                    ToolAnnotations::new()
-                        .read_only(true)
-                        .destructive(false)
-                        .idempotent(true)
-                        .open_world(true),
-                )
-            })
-            .collect();
-        Self { ctx, listed, mask }
+pub async fn run(cli: &Cli, args: &McpArgs) -> Exit {
+    match (&args.daemon, &args.integration) {
+        (Some(daemon), Some(integration)) => bridge(cli, args, daemon, integration).await,
+        _ => {
+            let ctx = AwsContext::from_environment(None).await;
+            serve_on_stdio(ToolsServer::new(ctx, !args.no_mask)).await
+        }
     }
 }
 
-impl ServerHandler for AutohealTools {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new("autoheal", env!("CARGO_PKG_VERSION"))
-                    .with_title("autoheal: read-only AWS tools for incident investigation"),
-            )
-            .with_instructions(INSTRUCTIONS)
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.listed.clone()))
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.listed.iter().find(|t| t.name == name).cloned()
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
-        let outcome = match tools::find(&request.name) {
-            Ok(tool) => tool.run(&self.ctx.at_now(), arguments).await.map(|answer| {
-                if self.mask {
-                    mask_answer(answer)
-                } else {
-                    answer
-                }
-            }),
-            Err(err) => Err(err),
-        };
-        let result = match outcome {
-            Ok(answer) => CallToolResult::success(vec![ContentBlock::text(answer.to_string())]),
-            Err(err) => {
-                let error = if self.mask {
-                    mask_answer(err.to_json())
-                } else {
-                    err.to_json()
-                };
-                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-            }
-        };
-        Ok(result.into())
-    }
-}
-
-pub async fn run(args: &McpArgs) -> Exit {
-    let ctx = AwsContext::from_environment(None).await;
-    let service = match AutohealTools::new(ctx, !args.no_mask)
-        .serve(rmcp::transport::stdio())
-        .await
-    {
+async fn serve_on_stdio<S: rmcp::ServerHandler>(server: S) -> Exit {
+    let service = match server.serve(rmcp::transport::stdio()).await {
         Ok(service) => service,
         Err(err) => {
             eprintln!("autoheal mcp: the client did not initialize the session: {err}");
@@ -133,5 +39,110 @@ pub async fn run(args: &McpArgs) -> Exit {
             eprintln!("autoheal mcp: {err}");
             Exit::Unavailable
         }
+    }
+}
+
+async fn bridge(cli: &Cli, args: &McpArgs, daemon: &str, integration: &str) -> Exit {
+    let token_file = match std::env::var_os(token::TOKEN_ENV) {
+        Some(_) => std::path::PathBuf::new(),
+        None => match config::load(cli.config.as_deref()) {
+            Ok(config) => config.server.api_token_file,
+            Err(err) => {
+                eprintln!(
+                    "autoheal mcp: no {} and the config (for server.api_token_file) cannot be read: {err}",
+                    token::TOKEN_ENV
+                );
+                return Exit::Config;
+            }
+        },
+    };
+    let token = match token::read_for_client(&token_file) {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("autoheal mcp: {err}");
+            return Exit::NoPerm;
+        }
+    };
+    let url = match endpoint_url(daemon, integration, &args.capability) {
+        Ok(url) => url,
+        Err(message) => {
+            eprintln!("autoheal mcp: {message}");
+            return Exit::Usage;
+        }
+    };
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(token.expose()),
+    );
+    let capabilities = (!args.capability.is_empty()).then(|| args.capability.clone());
+    let relay = match Relay::connect(transport, "autoheal-bridge", capabilities).await {
+        Ok(relay) => relay,
+        Err(err) => {
+            eprintln!(
+                "autoheal mcp: could not open a session at {url}: {err} (is `autoheal serve` running there, is the token right, does integration {integration:?} exist?)"
+            );
+            return Exit::Unavailable;
+        }
+    };
+    let relay = std::sync::Arc::new(relay);
+    let exit = serve_on_stdio(RelayServer {
+        relay: relay.clone(),
+    })
+    .await;
+    // The local client is gone: end the daemon's session (DELETE), so its sandbox ends now
+    // rather than at sandbox.idle_timeout.
+    if let Ok(relay) = std::sync::Arc::try_unwrap(relay) {
+        relay.close().await;
+    }
+    exit
+}
+
+/// `{daemon}/v1/mcp/{integration}`, with `?capabilities=a,b` when narrowed.
+fn endpoint_url(
+    daemon: &str,
+    integration: &str,
+    capabilities: &[crate::tools::Capability],
+) -> Result<String, String> {
+    let mut url = url::Url::parse(daemon)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            format!("--daemon {daemon:?} is not an http(s) URL such as http://127.0.0.1:8700")
+        })?;
+    url.path_segments_mut()
+        .map_err(|()| format!("--daemon {daemon:?} cannot take a path"))?
+        .pop_if_empty()
+        .extend(["v1", "mcp", integration]);
+    if !capabilities.is_empty() {
+        let names: Vec<String> = capabilities
+            .iter()
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        url.set_query(Some(&format!("capabilities={}", names.join(","))));
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::Capability;
+
+    #[test]
+    fn the_endpoint_url_names_the_integration_and_capabilities() {
+        assert_eq!(
+            endpoint_url("http://127.0.0.1:8700/", "prod eu", &[]).unwrap(),
+            "http://127.0.0.1:8700/v1/mcp/prod%20eu"
+        );
+        assert_eq!(
+            endpoint_url(
+                "http://h:1",
+                "prod",
+                &[Capability::Logs, Capability::Metrics]
+            )
+            .unwrap(),
+            "http://h:1/v1/mcp/prod?capabilities=logs,metrics"
+        );
+        assert!(endpoint_url("127.0.0.1:8700", "prod", &[]).is_err());
     }
 }

@@ -28,7 +28,7 @@ pub async fn run(cli: Cli) -> Exit {
         }
         Command::Mcp(args) => {
             quiet_logging(&cli);
-            mcp::run(args).await
+            mcp::run(&cli, args).await
         }
         Command::Policy(args) => policy::run(&cli, args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run::run(&cli, args).await,

@@ -94,12 +94,12 @@ pub async fn run(cli: &Cli) -> Exit {
         return Exit::Config;
     }
     let health_checks = tokio::spawn(sandboxes.clone().run_health_checks());
-    let state = Arc::new(AppState {
-        live: live.clone(),
-        sandboxes: sandboxes.clone(),
+    let state = Arc::new(AppState::new(
+        live.clone(),
+        sandboxes.clone(),
         token,
         limits,
-    });
+    ));
 
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),

@@ -41,6 +41,9 @@ pub const DEFAULT_SANDBOX_NETWORK: &str = "autoheal-sandbox";
 pub const DEFAULT_BLOCKED_ADDRESSES: [&str; 2] = ["169.254.169.254/32", "fd00:ec2::254/128"];
 /// Long enough for a slow Logs Insights query, short enough that credentials outlive it.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// How long an MCP session's sandbox waits for its client's next message: an agent thinks
+/// between calls (an LLM turn takes seconds to a minute), so minutes, not seconds.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The tools stream compact JSON; 512 MiB leaves ample headroom for large log pages.
 pub const DEFAULT_SANDBOX_MEMORY: ByteSize = ByteSize::mib(512);
 pub const DEFAULT_SANDBOX_CPUS: f64 = 1.0;
@@ -159,6 +162,9 @@ pub struct SandboxConfig {
     pub max_running: usize,
     /// Finished sandboxes remembered.
     pub history: usize,
+    /// An MCP session's sandbox ends after this long without a message from its client.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Images a request may name (`image` is always allowed).
     pub images: Vec<String>,
     /// How sandboxes receive credentials unless a request says otherwise.

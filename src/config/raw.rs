@@ -73,6 +73,7 @@ pub struct RawSandbox {
     pub blocked_addresses: Option<Scalar>,
     pub max_running: Option<Scalar>,
     pub history: Option<Scalar>,
+    pub idle_timeout: Option<Scalar>,
     pub images: Option<Scalar>,
     pub credentials: Option<Scalar>,
     pub egress: Option<Scalar>,

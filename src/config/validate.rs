@@ -390,6 +390,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
             "blocked_addresses",
             "max_running",
             "history",
+            "idle_timeout",
             "images",
             "credentials",
             "egress",
@@ -468,6 +469,11 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         1..=100_000,
         "finished sandboxes are kept in memory",
     );
+    let idle_timeout = c.duration(
+        "sandbox.idle_timeout",
+        raw.idle_timeout.as_ref(),
+        DEFAULT_SESSION_IDLE_TIMEOUT,
+    );
     let credentials = c
         .parsed(
             "sandbox.credentials",
@@ -517,6 +523,7 @@ fn sandbox_section(c: &mut Checker, raw: super::raw::RawSandbox) -> SandboxConfi
         blocked_addresses,
         max_running: max_running as usize,
         history: history as usize,
+        idle_timeout,
         images,
         credentials,
         subnet,

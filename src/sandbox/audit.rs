@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::info::{SandboxInfo, SandboxState};
+use super::info::{EndedBy, SandboxInfo, SandboxKind, SandboxState};
 use super::spec::rfc3339;
 use crate::config::{CredentialsDelivery, SessionMode};
 use crate::tools::{Capability, mask_text};
@@ -60,6 +60,9 @@ pub struct AuditLine {
     /// How its credentials were delivered (lines written before this field: `env`).
     #[serde(default = "env_delivery")]
     pub credentials: CredentialsDelivery,
+    /// `command` or `mcp_session` (lines written before this field: `command`).
+    #[serde(default, skip_serializing_if = "is_command")]
+    pub kind: SandboxKind,
     pub image: String,
     pub command: Vec<String>,
     /// When the event happened (RFC 3339).
@@ -70,6 +73,9 @@ pub struct AuditLine {
     /// End: how it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<SandboxState>,
+    /// End: what ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,11 +104,13 @@ impl AuditLine {
             session_name: info.session_name.clone(),
             capabilities: info.capabilities.clone(),
             credentials: info.credentials,
+            kind: info.kind,
             image: info.image.clone(),
             command: info.command.clone(),
             time: info.created_at.clone(),
             deadline: Some(info.deadline.clone()),
             state: None,
+            ended_by: None,
             exit_code: None,
             duration_ms: None,
             error: None,
@@ -116,12 +124,17 @@ impl AuditLine {
             time: rfc3339(SystemTime::now()),
             deadline: None,
             state: Some(info.state),
+            ended_by: info.ended_by,
             exit_code: info.exit_code,
             duration_ms: info.duration_ms,
             error: info.error.clone(),
             ..Self::start(info)
         }
     }
+}
+
+fn is_command(kind: &SandboxKind) -> bool {
+    *kind == SandboxKind::Command
 }
 
 fn env_delivery() -> CredentialsDelivery {
@@ -304,6 +317,8 @@ pub fn info_of(start: Option<&AuditLine>, end: &AuditLine) -> SandboxInfo {
         image: end.image.clone(),
         command: end.command.clone(),
         state,
+        kind: end.kind,
+        ended_by: end.ended_by,
         created_at: start.map(|s| s.time.clone()).unwrap_or_default(),
         deadline: start.and_then(|s| s.deadline.clone()).unwrap_or_default(),
         deadline_note: None,
@@ -333,6 +348,7 @@ pub fn interrupted(start: &AuditLine, removed: bool) -> AuditLine {
         time: rfc3339(SystemTime::now()),
         deadline: None,
         state: Some(SandboxState::Stopped),
+        ended_by: Some(EndedBy::Shutdown),
         exit_code: None,
         duration_ms: None,
         error: Some(if removed {
@@ -357,11 +373,13 @@ mod tests {
             session_name: Some(format!("autoheal-sandbox-{id}")),
             capabilities: Some(vec![Capability::Logs]),
             credentials: CredentialsDelivery::Endpoint,
+            kind: SandboxKind::Command,
             image: "img".into(),
             command: vec!["autoheal".into(), "tool".into(), "whoami".into()],
             time: "2026-11-29T10:00:00.000Z".into(),
             deadline: Some("2026-11-29T10:15:00.000Z".into()),
             state: None,
+            ended_by: None,
             exit_code: None,
             duration_ms: None,
             error: None,

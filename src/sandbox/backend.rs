@@ -10,7 +10,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
+use tokio::io::{AsyncWrite, DuplexStream};
 use tokio::task::JoinHandle;
 
 use super::SandboxError;
@@ -32,6 +35,31 @@ pub struct Started {
     /// The container had ended already when its address was looked up (a command that exits
     /// at once): the engine had released the address, and nothing is left to tie to it.
     pub ended_at_once: bool,
+    /// The live stdio of an interactive container ([`ContainerSpec::interactive`]).
+    pub stdio: Option<SandboxStdio>,
+}
+
+/// An interactive container's stdin and stdout, live. Dropping `input` closes the program's
+/// stdin (it sees end of file); `output` ends when the program's stdout does.
+pub struct SandboxStdio {
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+    pub output: DuplexStream,
+}
+
+impl std::fmt::Debug for SandboxStdio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SandboxStdio")
+    }
+}
+
+/// What a command run in a running container ([`SandboxBackend::exec`]) did.
+#[derive(Debug, Clone)]
+pub struct ExecOutcome {
+    /// `None` when the timeout passed first.
+    pub exit_code: Option<i64>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub timed_out: bool,
 }
 
 /// How a container ended.
@@ -126,4 +154,17 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
 
     /// Every container of ours, running or not.
     async fn managed_containers(&self) -> Result<Vec<ManagedContainer>, SandboxError>;
+
+    /// Runs `command` in the running container as the sandbox's user, collecting its output
+    /// (capped like a sandbox's); gives up waiting at `deadline`.
+    async fn exec(
+        &self,
+        _container: &str,
+        _command: &[String],
+        _deadline: Instant,
+    ) -> Result<ExecOutcome, SandboxError> {
+        Err(SandboxError::Internal(
+            "this sandbox backend cannot run commands in a running sandbox".into(),
+        ))
+    }
 }

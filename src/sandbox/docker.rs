@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
 };
@@ -22,9 +23,12 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use tokio::io::{AsyncWriteExt, DuplexStream};
 
 use super::SandboxError;
-use super::backend::{Ended, ImageFacts, ManagedContainer, SandboxBackend, Started};
+use super::backend::{
+    Ended, ExecOutcome, ImageFacts, ManagedContainer, SandboxBackend, SandboxStdio, Started,
+};
 use super::credentials_route;
 use super::egress_fence::{self, Fence};
 use super::metadata_block::MetadataBlock;
@@ -45,8 +49,18 @@ const FENCED_DNS: &str = "192.0.2.1";
 /// How long a stopped container gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE_SECS: i32 = 2;
 
+/// How much of an interactive sandbox's stdout may wait, unread, for its reader: beyond it
+/// the container's output waits (backpressure), so a slow reader costs no more memory.
+const LIVE_STDOUT_BUFFER: usize = 256 * 1024;
+
 /// Reads a container's multiplexed output to its end, keeping at most `cap` bytes per stream.
-async fn collect<S>(mut stream: S, cap: usize) -> Result<(Captured, Captured), SandboxError>
+/// With `live`, stdout goes there as it comes instead (an interactive sandbox's protocol);
+/// once its reader is gone, the rest of stdout is dropped.
+async fn collect<S>(
+    mut stream: S,
+    cap: usize,
+    mut live: Option<DuplexStream>,
+) -> Result<(Captured, Captured), SandboxError>
 where
     S: futures_util::Stream<Item = Result<LogOutput, DockerError>> + Unpin,
 {
@@ -54,6 +68,12 @@ where
     let (mut out_cut, mut err_cut) = (false, false);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| docker_err("read the sandbox's output", e))?;
+        if let (LogOutput::StdOut { message }, Some(sink)) = (&chunk, live.as_mut()) {
+            if sink.write_all(message).await.is_err() {
+                live = None;
+            }
+            continue;
+        }
         let (buffer, cut, bytes) = match &chunk {
             LogOutput::StdOut { message } => (&mut stdout, &mut out_cut, message),
             LogOutput::StdErr { message } => (&mut stderr, &mut err_cut, message),
@@ -456,6 +476,10 @@ impl SandboxBackend for DockerBackend {
             labels: Some(spec.labels().into_iter().collect()),
             attach_stdout: Some(false),
             attach_stderr: Some(false),
+            // Interactive: stdin stays open while we are attached and closes when we let go,
+            // so the program sees end of file when its session ends.
+            open_stdin: Some(spec.interactive),
+            stdin_once: Some(spec.interactive),
             host_config: Some(host_config(spec)),
             ..Default::default()
         };
@@ -473,6 +497,7 @@ impl SandboxBackend for DockerBackend {
                 other => docker_err("create the sandbox container", other),
             })?;
         let attach = AttachContainerOptionsBuilder::new()
+            .stdin(spec.interactive)
             .stdout(true)
             .stderr(true)
             .stream(true)
@@ -492,7 +517,17 @@ impl SandboxBackend for DockerBackend {
                 ));
             }
         };
-        let output = tokio::spawn(collect(attached.output, self.output_cap));
+        let (live, stdio) = if spec.interactive {
+            let (ours, theirs) = tokio::io::duplex(LIVE_STDOUT_BUFFER);
+            let stdio = SandboxStdio {
+                input: attached.input,
+                output: ours,
+            };
+            (Some(theirs), Some(stdio))
+        } else {
+            (None, None)
+        };
+        let output = tokio::spawn(collect(attached.output, self.output_cap, live));
         if let Err(e) = self
             .docker
             .start_container(
@@ -517,6 +552,7 @@ impl SandboxBackend for DockerBackend {
             output,
             address,
             ended_at_once,
+            stdio,
         })
     }
 
@@ -576,6 +612,69 @@ impl SandboxBackend for DockerBackend {
         }
     }
 
+    async fn exec(
+        &self,
+        container: &str,
+        command: &[String],
+        deadline: Instant,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            user: Some(SANDBOX_USER.to_owned()),
+            working_dir: Some("/tmp".to_owned()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, options)
+            .await
+            .map_err(|e| {
+                docker_err(
+                    &format!("run a command in sandbox container {container}"),
+                    e,
+                )
+            })?;
+        let started = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+            .map_err(|e| {
+                docker_err(
+                    &format!("run a command in sandbox container {container}"),
+                    e,
+                )
+            })?;
+        let StartExecResults::Attached { output, .. } = started else {
+            return Err(SandboxError::Internal(
+                "the engine ran the command detached although its output was asked for".into(),
+            ));
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let collected = tokio::time::timeout(left, collect(output, self.output_cap, None)).await;
+        let Ok(collected) = collected else {
+            return Ok(ExecOutcome {
+                exit_code: None,
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+                timed_out: true,
+            });
+        };
+        let (stdout, stderr) = collected?;
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| docker_err("read the command's exit code", e))?;
+        Ok(ExecOutcome {
+            exit_code: inspected.exit_code,
+            stdout,
+            stderr,
+            timed_out: false,
+        })
+    }
+
     async fn managed_containers(&self) -> Result<Vec<ManagedContainer>, SandboxError> {
         let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
         let options = ListContainersOptionsBuilder::new()
@@ -619,6 +718,7 @@ mod tests {
             env: BTreeMap::new(),
             files: Vec::new(),
             fenced: false,
+            interactive: false,
             limits: Limits {
                 memory: ByteSize::mib(512),
                 cpus: 0.5,

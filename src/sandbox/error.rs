@@ -70,6 +70,14 @@ pub enum SandboxError {
     /// The start could not be written to the audit log, so nothing was started (503).
     #[error("{0}")]
     Audit(#[from] super::audit::AuditError),
+    /// The sandbox has ended, so nothing more can run in it (409).
+    #[error("sandbox {id:?} is not running (it is {state}); start a new one")]
+    NotRunning { id: String, state: String },
+    /// The sandbox runs as many commands through exec as it may (429 with `Retry-After`).
+    #[error(
+        "sandbox {id:?} already runs {max} commands through exec, the most one sandbox may; retry when one has ended"
+    )]
+    ExecBusy { id: String, max: usize },
     /// A bug or a crashed task (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,7 +91,8 @@ impl SandboxError {
             | Self::ImageNotAllowed { .. }
             | Self::ImageDeclaresVolumes { .. }
             | Self::CapabilitiesUnsupported { .. } => 400,
-            Self::AtCapacity { .. } => 429,
+            Self::AtCapacity { .. } | Self::ExecBusy { .. } => 429,
+            Self::NotRunning { .. } => 409,
             Self::Internal(_) => 500,
             Self::UnknownIntegration { .. } | Self::NotFound(_) => 404,
             Self::Credentials(CredentialError::UnknownIntegration { .. }) => 404,
@@ -113,6 +122,8 @@ impl SandboxError {
             Self::Egress { .. } => "egress_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::AtCapacity { .. } => "too_many_sandboxes",
+            Self::NotRunning { .. } => "not_running",
+            Self::ExecBusy { .. } => "too_many_execs",
             Self::ImageNotAllowed { .. } => "image_not_allowed",
             Self::ImageDeclaresVolumes { .. } => "image_declares_volumes",
             Self::CapabilitiesUnsupported { .. } => "capabilities_unsupported",

@@ -200,6 +200,7 @@ impl SandboxBackend for FakeBackend {
             output,
             address: bridge_address(&spec.limits.network),
             ended_at_once: false,
+            stdio: None,
         })
     }
 

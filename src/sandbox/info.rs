@@ -131,6 +131,39 @@ pub enum SandboxState {
     Failed,
 }
 
+/// What a sandbox is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxKind {
+    /// One command, run to its end (`POST /v1/sandboxes`).
+    #[default]
+    Command,
+    /// An MCP session's sandbox (`/v1/mcp/{integration}`): `autoheal mcp` on stdio, for as
+    /// long as the session lasts.
+    McpSession,
+}
+
+/// What ended a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    /// Its program exited on its own.
+    Exit,
+    /// Its deadline passed.
+    Deadline,
+    /// `DELETE /v1/sandboxes/{id}`.
+    Stop,
+    /// Its MCP session was closed: the client's `DELETE`, or its connection to the sandbox
+    /// ended.
+    SessionClosed,
+    /// Its MCP session went without a message for `sandbox.idle_timeout`.
+    IdleTimeout,
+    /// The daemon shut down.
+    Shutdown,
+    /// The engine failed us (see `error`).
+    Failed,
+}
+
 /// A sandbox as the API shows it. No secret: the environment is not echoed. Output is shared
 /// (`Arc`), so listing and waiting never copy megabytes.
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +173,10 @@ pub struct SandboxInfo {
     pub image: String,
     pub command: Vec<String>,
     pub state: SandboxState,
+    pub kind: SandboxKind,
+    /// What ended it, once it has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
     pub created_at: String,
     /// When the sandbox is stopped at the latest (RFC 3339): the deadline enforced.
     pub deadline: String,
@@ -271,6 +308,8 @@ mod tests {
             image: "img".into(),
             command: vec!["true".into()],
             state: SandboxState::Exited,
+            kind: SandboxKind::Command,
+            ended_by: Some(EndedBy::Exit),
             created_at: String::new(),
             deadline: String::new(),
             deadline_note: None,

@@ -28,14 +28,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::SandboxError;
 use super::audit::{self, AuditError, AuditLine, AuditLog};
-use super::backend::{OutputTask, SandboxBackend, Started};
+use super::backend::{OutputTask, SandboxBackend, SandboxStdio, Started};
 use super::credentials_endpoint::{CredentialsEndpoint, RENEW_AHEAD, Registration, Renew};
 use super::credentials_server::CredentialsServer;
 use super::egress_fence::Fence;
 use super::egress_lease::{self, EgressLease};
 use super::endpoint_delivery::{self, EndpointGrant, RenewOwnSession, RenewShared};
-use super::info::{SandboxInfo, SandboxRequest, SandboxState};
-use super::registry::{Record, Registry, Slot};
+use super::info::{EndedBy, SandboxInfo, SandboxKind, SandboxRequest, SandboxState};
+use super::registry::{MAX_EXECS_PER_SANDBOX, Record, Registry, Slot};
 use super::spec::{ContainerSpec, Limits, rfc3339};
 use crate::config::{
     Config, CredentialsDelivery, Egress, IntegrationConfig, SandboxConfig, Secret,
@@ -161,7 +161,26 @@ impl SandboxManager {
         self: &Arc<Self>,
         request: SandboxRequest,
     ) -> Result<SandboxInfo, SandboxError> {
-        Ok(self.start_in_own_task(request).await?.0)
+        Ok(self.start_in_own_task(request, false).await?.0)
+    }
+
+    /// Starts an interactive sandbox (an MCP session's: `autoheal mcp` on stdio) and hands
+    /// over its live stdin and stdout. It ends when its program does — closing `input` ends
+    /// `autoheal mcp` — at its deadline, or by [`Self::end`].
+    pub async fn open_session(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+    ) -> Result<(SandboxInfo, SandboxStdio), SandboxError> {
+        let (info, _, stdio) = self.start_in_own_task(request, true).await?;
+        match stdio {
+            Some(stdio) => Ok((info, stdio)),
+            None => {
+                let _ = self.end(&info.id, EndedBy::Failed).await;
+                Err(SandboxError::Internal(
+                    "the sandbox backend gave no stdio for an interactive sandbox".into(),
+                ))
+            }
+        }
     }
 
     /// Starts a sandbox and waits for its end; answers its final record (with output). Waits
@@ -170,16 +189,17 @@ impl SandboxManager {
         self: &Arc<Self>,
         request: SandboxRequest,
     ) -> Result<SandboxInfo, SandboxError> {
-        let (_, record) = self.start_in_own_task(request).await?;
+        let (_, record, _) = self.start_in_own_task(request, false).await?;
         Ok((*record.ended().await).clone())
     }
 
     async fn start_in_own_task(
         self: &Arc<Self>,
         request: SandboxRequest,
-    ) -> Result<(SandboxInfo, Arc<Record>), SandboxError> {
+        interactive: bool,
+    ) -> Result<Started3, SandboxError> {
         let manager = self.clone();
-        tokio::spawn(async move { manager.start(request).await })
+        tokio::spawn(async move { manager.start(request, interactive).await })
             .await
             .map_err(|join| SandboxError::Internal(format!("the start task failed: {join}")))?
     }
@@ -187,7 +207,8 @@ impl SandboxManager {
     async fn start(
         self: Arc<Self>,
         request: SandboxRequest,
-    ) -> Result<(SandboxInfo, Arc<Record>), SandboxError> {
+        interactive: bool,
+    ) -> Result<Started3, SandboxError> {
         // Checked before queueing for the lock too: shutdown holds it while it drains.
         if self.draining.load(Ordering::SeqCst) {
             return Err(SandboxError::ShuttingDown);
@@ -321,6 +342,7 @@ impl SandboxManager {
             env: environment(&request, &integration, delivered, proxy_url.as_deref()),
             files: grant.iter().map(|g| g.mount.clone()).collect(),
             fenced,
+            interactive,
             limits: Limits {
                 memory: sandbox.memory,
                 cpus: sandbox.cpus,
@@ -334,6 +356,12 @@ impl SandboxManager {
             image,
             command: request.command,
             state: SandboxState::Running,
+            kind: if interactive {
+                SandboxKind::McpSession
+            } else {
+                SandboxKind::Command
+            },
+            ended_by: None,
             created_at: rfc3339(t0.1),
             deadline: rfc3339(t0.1 + timeout),
             deadline_note,
@@ -371,7 +399,7 @@ impl SandboxManager {
             }
             Err(err) => Err(err),
         };
-        let (started, lease) = match started {
+        let (mut started, lease) = match started {
             Ok(pair) => pair,
             Err(err) => {
                 self.starting().remove(&id);
@@ -383,6 +411,7 @@ impl SandboxManager {
                 return Err(err);
             }
         };
+        let stdio = started.stdio.take();
         let record = Arc::new(
             Record::new(info.clone(), started.container)
                 .with_egress(lease.as_ref().map(|l| l.egress.clone())),
@@ -413,7 +442,7 @@ impl SandboxManager {
                 )
                 .await
         });
-        Ok((info, record))
+        Ok((info, record, stdio))
     }
 
     /// On a bridge network, ties what a sandbox holds to its address: its endpoint token
@@ -503,16 +532,16 @@ impl SandboxManager {
             Ok(ended) => {
                 info.exit_code = Some(ended.exit_code);
                 info.timed_out = ended.timed_out;
-                info.state = if ended.timed_out {
-                    SandboxState::TimedOut
-                } else if record.stop_requested.load(Ordering::SeqCst) {
-                    SandboxState::Stopped
-                } else {
-                    SandboxState::Exited
+                let requested = record.end_requested();
+                (info.state, info.ended_by) = match requested {
+                    _ if ended.timed_out => (SandboxState::TimedOut, Some(EndedBy::Deadline)),
+                    Some(reason) => (SandboxState::Stopped, Some(reason)),
+                    None => (SandboxState::Exited, Some(EndedBy::Exit)),
                 };
             }
             Err(err) => {
                 info.state = SandboxState::Failed;
+                info.ended_by = Some(EndedBy::Failed);
                 info.error = Some(err.to_string());
             }
         }
@@ -586,14 +615,78 @@ impl SandboxManager {
         all
     }
 
-    /// Stops a running sandbox; answers once it has ended.
+    /// Stops a running sandbox (`DELETE /v1/sandboxes/{id}`); answers once it has ended.
     pub async fn stop(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        self.end(id, EndedBy::Stop).await
+    }
+
+    /// Ends a sandbox for `reason` (kept unless another reason came first); answers once it
+    /// has ended.
+    pub async fn end(&self, id: &str, reason: EndedBy) -> Result<SandboxInfo, SandboxError> {
         let record = self.record(id)?;
         if !record.finished() {
-            record.stop_requested.store(true, Ordering::SeqCst);
+            record.request_end(reason);
             self.backend.stop(&record.container).await?;
         }
         Ok((*record.ended().await).clone())
+    }
+
+    /// Runs `command` in running sandbox `id` for at most `timeout`, and never past the
+    /// sandbox's deadline.
+    pub async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecAnswer, SandboxError> {
+        let record = self.record(id)?;
+        let not_running = |info: &SandboxInfo| SandboxError::NotRunning {
+            id: id.to_owned(),
+            state: serde_json::to_value(info.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        };
+        let info = record.current();
+        if info.finished() {
+            return Err(not_running(&info));
+        }
+        let permit =
+            record
+                .execs
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| SandboxError::ExecBusy {
+                    id: id.to_owned(),
+                    max: MAX_EXECS_PER_SANDBOX,
+                })?;
+        let deadline_left = humantime::parse_rfc3339(&info.deadline)
+            .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default())
+            .unwrap_or_default();
+        let wait = timeout.map_or(deadline_left, |asked| asked.min(deadline_left));
+        let began = Instant::now();
+        let outcome = self
+            .backend
+            .exec(&record.container, command, began + wait)
+            .await;
+        drop(permit);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) if record.finished() => {
+                tracing::debug!(sandbox = %id, error = %err, "exec in a sandbox that ended meanwhile");
+                return Err(not_running(&record.current()));
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(ExecAnswer {
+            exit_code: outcome.exit_code,
+            stdout: outcome.stdout.text,
+            stderr: outcome.stderr.text,
+            stdout_truncated: outcome.stdout.truncated,
+            stderr_truncated: outcome.stderr.truncated,
+            duration_ms: began.elapsed().as_millis() as u64,
+            timed_out: outcome.timed_out,
+        })
     }
 
     /// Sandboxes starting or running now.
@@ -623,7 +716,7 @@ impl SandboxManager {
         if tokio::time::timeout(left, all_done).await.is_err() {
             for record in &pending {
                 if !record.finished() {
-                    record.stop_requested.store(true, Ordering::SeqCst);
+                    record.request_end(EndedBy::Shutdown);
                     let _ = self.backend.stop(&record.container).await;
                 }
             }
@@ -737,6 +830,25 @@ impl SandboxManager {
 
 /// The image a request may run: its own choice when `sandbox.images` lists it, else the
 /// configured one.
+/// What a command run in a running sandbox did (`POST /v1/sandboxes/{id}/exec`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExecAnswer {
+    /// Absent when the timeout (or the sandbox's deadline) came first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration_ms: u64,
+    /// True when the command still ran at its timeout: it is left to the sandbox's end (the
+    /// engine has no way to stop one command of a container).
+    pub timed_out: bool,
+}
+
+/// A started sandbox: what the API shows, its record, and an interactive one's stdio.
+type Started3 = (SandboxInfo, Arc<Record>, Option<SandboxStdio>);
+
 fn admitted_image(sandbox: &SandboxConfig, asked: Option<&str>) -> Result<String, SandboxError> {
     match asked {
         None => Ok(sandbox.image.clone()),

@@ -44,7 +44,10 @@ mod registry;
 mod spec;
 
 pub use audit::{AUDIT_FILE, AuditError, AuditLog, INTERRUPTED};
-pub use backend::{Ended, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, Started};
+pub use backend::{
+    Ended, ExecOutcome, ImageFacts, ManagedContainer, OutputTask, SandboxBackend, SandboxStdio,
+    Started,
+};
 pub use credentials_route::{ROUTE_COMMENT, SANDBOX_FACING_ADDRESS};
 pub use docker::{DockerBackend, SANDBOX_USER};
 pub use egress_fence::{FENCE_COMMENT, Fence, GUARD_COMMENT, ensure as ensure_egress_fence};
@@ -54,12 +57,12 @@ pub use endpoint_delivery::{
 pub use error::SandboxError;
 pub use fake::FakeBackend;
 pub use faulty::{FaultyBackend, Operation};
-pub use info::{SandboxInfo, SandboxRequest, SandboxState};
+pub use info::{EndedBy, SandboxInfo, SandboxKind, SandboxRequest, SandboxState};
 pub use manager::{
-    DEFAULT_OUTPUT_CAP, HEALTH_CHECK_EVERY, RETRY_AFTER, START_MARGIN, SandboxManager,
+    DEFAULT_OUTPUT_CAP, ExecAnswer, HEALTH_CHECK_EVERY, RETRY_AFTER, START_MARGIN, SandboxManager,
 };
 pub use metadata_block::{MetadataBlock, RULE_COMMENT};
-pub use registry::HISTORY_OUTPUT_BUDGET;
+pub use registry::{HISTORY_OUTPUT_BUDGET, MAX_EXECS_PER_SANDBOX};
 pub use spec::{
     Captured, ContainerSpec, LABEL_INTEGRATION, LABEL_MANAGED, LABEL_SANDBOX, Limits, MountedFile,
 };

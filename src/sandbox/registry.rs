@@ -11,16 +11,21 @@
 //! when the container is gone, so no more than `max_running` containers exist at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::info::SandboxInfo;
+use super::info::{EndedBy, SandboxInfo};
 
 /// Bytes of output kept across all finished sandboxes: 32 full 1 MiB streams, about a
 /// minute of an agent's work, and small next to a sandbox's own 512 MiB.
 pub const HISTORY_OUTPUT_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Commands one sandbox may run at once through `exec`: each holds up to two output
+/// buffers of `DEFAULT_OUTPUT_CAP`, so this bounds what one sandbox's execs cost the daemon
+/// (8 MiB); more wait for none — they are refused (429).
+pub const MAX_EXECS_PER_SANDBOX: usize = 4;
 
 /// One sandbox the daemon started.
 #[derive(Debug)]
@@ -29,8 +34,11 @@ pub struct Record {
     pub info: watch::Sender<Arc<SandboxInfo>>,
     /// The backend's id of the container.
     pub container: String,
-    /// Set by `stop` and shutdown, so the end reads "stopped", not "exited".
-    pub stop_requested: AtomicBool,
+    /// Why it was asked to end (first asker wins), so the end reads "stopped", not
+    /// "exited", and says by what.
+    end_requested: std::sync::OnceLock<EndedBy>,
+    /// Commands running in it now (`exec`), bounded by [`MAX_EXECS_PER_SANDBOX`].
+    pub execs: Arc<tokio::sync::Semaphore>,
     /// What its egress proxy refused so far (bridge sandboxes with `egress = "aws"`).
     egress: Option<Arc<crate::egress::SandboxEgress>>,
 }
@@ -40,7 +48,8 @@ impl Record {
         Self {
             info: watch::channel(Arc::new(info)).0,
             container,
-            stop_requested: AtomicBool::new(false),
+            end_requested: std::sync::OnceLock::new(),
+            execs: Arc::new(tokio::sync::Semaphore::new(MAX_EXECS_PER_SANDBOX)),
             egress: None,
         }
     }
@@ -60,6 +69,16 @@ impl Record {
             info.egress_refused = egress.refusals();
         }
         info
+    }
+
+    /// Asks for its end for `reason`; the first reason asked for is the one kept.
+    pub fn request_end(&self, reason: EndedBy) {
+        let _ = self.end_requested.set(reason);
+    }
+
+    /// Why its end was asked for, if it was.
+    pub fn end_requested(&self) -> Option<EndedBy> {
+        self.end_requested.get().copied()
     }
 
     pub fn snapshot(&self) -> Arc<SandboxInfo> {
@@ -194,6 +213,8 @@ mod tests {
             image: "img".into(),
             command: vec!["true".into()],
             state,
+            kind: super::super::info::SandboxKind::Command,
+            ended_by: None,
             created_at: String::new(),
             deadline: String::new(),
             deadline_note: None,

@@ -43,6 +43,9 @@ pub struct ContainerSpec {
     /// Behind the egress fence: no DNS server of its own that the host would ask for it,
     /// no IPv6 (its link-local addresses would bypass the IPv4 fence).
     pub fenced: bool,
+    /// Keep stdin open and attached: the program speaks a protocol over stdio (an MCP
+    /// session), so stdout is handed over live instead of captured.
+    pub interactive: bool,
     pub limits: Limits,
 }
 

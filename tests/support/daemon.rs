@@ -57,13 +57,25 @@ impl Daemon {
         server: &str,
         sandbox: &str,
     ) -> Self {
+        Self::start_with_integrations(bed, dir, env, server, sandbox, US_INTEGRATION)
+    }
+
+    /// A daemon with these `[server]` and `[sandbox]` lines and these integrations.
+    pub fn start_with_integrations(
+        bed: &TestBed,
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        server: &str,
+        sandbox: &str,
+        integrations: &str,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let config = dir.join("autoheal.toml");
-        write_config_with(bed, &config, port, server, sandbox, US_INTEGRATION);
+        write_config_with(bed, &config, port, server, sandbox, integrations);
         let mut child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
             .args(["serve", "--config"])
             .arg(&config)
