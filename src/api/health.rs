@@ -136,6 +136,13 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         "Sandboxes remembered, running and finished (finished ones at most sandbox.history)",
         known,
     );
+    let sessions: Gauge = Gauge::default();
+    sessions.set(state.mcp.open_sessions() as i64);
+    registry.register(
+        "mcp_sessions_open",
+        "MCP sessions open at /v1/mcp (each one a running sandbox, counted in sandboxes_running)",
+        sessions,
+    );
     register_credentials_endpoint(&mut registry, state.sandboxes.credentials_endpoint());
     let egress = Family::<DecisionLabel, Counter>::default();
     let (allowed, refused) = state.sandboxes.egress().totals();

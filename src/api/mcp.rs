@@ -48,7 +48,8 @@ struct Session {
     activity: Arc<Activity>,
 }
 
-/// The MCP endpoint's state.
+/// The MCP endpoint's state (cheap to clone: every part is shared).
+#[derive(Clone)]
 pub struct McpEndpoint {
     service: StreamableHttpService<SessionHandler, LocalSessionManager>,
     rmcp_sessions: Arc<LocalSessionManager>,
@@ -115,7 +116,7 @@ pub async fn handle(
     query: &str,
 ) -> Result<Response<Body>, super::ApiError> {
     let endpoint = &state.mcp;
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let bytes = match parts.method {
         Method::POST => read_whole_body(body, state.limits.body_read_timeout).await?,
         _ => Vec::new(),
@@ -139,25 +140,19 @@ pub async fn handle(
                     Ok(opened) => opened,
                     Err(err) => return Ok(refusal(err, request_id)),
                 };
-                let sandbox_id = opened.info.id.clone();
-                let activity = opened.activity.clone();
-                let pending = PendingSandbox::new(opened);
-                parts.extensions.insert(pending.clone());
-                let response = serve(endpoint, parts, bytes).await;
-                let opened_session = response
-                    .headers()
-                    .get(SESSION_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                match (opened_session, pending.take()) {
-                    (Some(id), None) => endpoint.watch(id, integration, sandbox_id, activity),
-                    (_, Some(_unused)) => {
-                        // rmcp refused the request before the handler took the sandbox.
-                        let _ = endpoint.manager.end(&sandbox_id, EndedBy::Failed).await;
-                    }
-                    (None, None) => {} // the handler failed and ended the sandbox itself
-                }
-                return Ok(response);
+                // Its own task: a client that hangs up now cannot leave a session that
+                // no watcher ends.
+                let (endpoint, integration) = (endpoint.clone(), integration.to_owned());
+                let handing_over = tokio::spawn(async move {
+                    endpoint.hand_over(opened, parts, bytes, &integration).await
+                });
+                return handing_over.await.map_err(|join| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        format!("opening the MCP session failed: {join}"),
+                    )
+                });
             }
         }
         None => {}
@@ -175,6 +170,36 @@ async fn serve(
 }
 
 impl McpEndpoint {
+    /// Hands the opened sandbox to rmcp's `initialize` (through the request's extensions)
+    /// and, once a session exists, watches it.
+    async fn hand_over(
+        &self,
+        opened: OpenedSandbox,
+        mut parts: hyper::http::request::Parts,
+        bytes: Vec<u8>,
+        integration: &str,
+    ) -> Response<Body> {
+        let sandbox_id = opened.info.id.clone();
+        let activity = opened.activity.clone();
+        let pending = PendingSandbox::new(opened);
+        parts.extensions.insert(pending.clone());
+        let response = serve(self, parts, bytes).await;
+        let session = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match (session, pending.take()) {
+            (Some(id), None) => self.watch(id, integration, sandbox_id, activity),
+            (_, Some(_unused)) => {
+                // rmcp refused the request before the handler took the sandbox.
+                let _ = self.manager.end(&sandbox_id, EndedBy::Failed).await;
+            }
+            (None, None) => {} // the handler failed, and ended the sandbox itself
+        }
+        response
+    }
+
     /// Keeps session `id` in the table until it ends: idle for `sandbox.idle_timeout`, or
     /// its sandbox ended. Either way rmcp closes it (the handler's drop ends the sandbox).
     fn watch(&self, id: String, integration: &str, sandbox_id: String, activity: Arc<Activity>) {

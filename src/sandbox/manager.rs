@@ -707,6 +707,14 @@ impl SandboxManager {
         let began = Instant::now();
         let _no_more_starts = self.starts_in_flight.write().await;
         let pending = self.registry.all();
+        // An MCP session's sandbox never ends on its own, and its client must open a new
+        // session after the restart anyway: it is stopped now, not after the grace.
+        for record in &pending {
+            if !record.finished() && record.snapshot().kind == SandboxKind::McpSession {
+                record.request_end(EndedBy::Shutdown);
+                let _ = self.backend.stop(&record.container).await;
+            }
+        }
         let all_done = async {
             for record in &pending {
                 record.ended().await;
