@@ -616,7 +616,7 @@ async fn exec_runs_in_a_running_sandbox_and_not_in_a_finished_one() {
 async fn the_stdio_bridge_relays_a_local_client_to_a_session_sandbox() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = TestBed::start_seeded();
-    let daemon = daemon(&bed, "bridge", "").await;
+    let daemon = daemon(&bed, "bridge", "idle_timeout = \"3s\"").await;
     let mut bridge = Command::new(env!("CARGO_BIN_EXE_autoheal"))
         .args(["mcp", "--daemon", &daemon.base, "--integration", "us"])
         .env("AUTOHEAL_API_TOKEN", CANARY_TOKEN)
@@ -665,9 +665,25 @@ async fn the_stdio_bridge_relays_a_local_client_to_a_session_sandbox() {
         "the bridge's calls ran in one session sandbox"
     );
 
+    // The daemon ends the idle session; the bridge's next call opens a new one.
+    let ended = all_sessions_gone(&daemon).await;
+    assert_eq!(ended[0]["ended_by"], "idle_timeout", "{ended:?}");
+    let who = ask(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}}}))
+    .unwrap();
+    assert!(who["result"]["content"][0]["text"].is_string(), "{who}");
+    assert_eq!(
+        session_sandboxes(&daemon).await.len(),
+        2,
+        "a new session, a new sandbox"
+    );
+
     drop(stdin);
     let status = bridge.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let ended = all_sessions_gone(&daemon).await;
-    assert_eq!(ended[0]["ended_by"], "session_closed", "{ended:?}");
+    assert!(
+        ended.iter().any(|s| s["ended_by"] == "session_closed"),
+        "closing the bridge closed its session: {ended:?}"
+    );
 }

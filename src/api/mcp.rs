@@ -41,10 +41,11 @@ const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// SSE comments keep streams open through proxies that close quiet connections.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// An open session: which integration it belongs to, and when it last heard.
+/// An open session: which integration it belongs to, its sandbox, and when it last heard.
 #[derive(Debug)]
 struct Session {
     integration: String,
+    sandbox_id: String,
     activity: Arc<Activity>,
 }
 
@@ -99,6 +100,16 @@ impl McpEndpoint {
         self.sessions.lock().expect("sessions lock").len()
     }
 
+    /// Marks the session whose sandbox is `sandbox_id` (if any) busy while the guard lives:
+    /// an agent's own command (`exec`) in its session's sandbox is activity too.
+    pub fn busy_for_sandbox(&self, sandbox_id: &str) -> Option<super::mcp_session::Busy> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions
+            .values()
+            .find(|s| s.sandbox_id == sandbox_id)
+            .map(|s| s.activity.begin())
+    }
+
     fn session(&self, id: &str) -> Option<Arc<Session>> {
         self.sessions
             .lock()
@@ -135,15 +146,18 @@ pub async fn handle(
             None => {}
         },
         None if parts.method == Method::POST => {
-            if let Some(request_id) = initialize_id(&bytes) {
-                let opened = match open(endpoint, integration, query).await {
-                    Ok(opened) => opened,
-                    Err(err) => return Ok(refusal(err, request_id)),
-                };
-                // Its own task: a client that hangs up now cannot leave a session that
-                // no watcher ends.
+            if let Some(request_id) = initialize_id(&bytes)
+                && speaks_streamable_http(&parts.headers)
+            {
+                // Its own task: a client that hangs up while its sandbox starts cannot leave
+                // a sandbox without a session, or a session that no watcher ends.
                 let (endpoint, integration) = (endpoint.clone(), integration.to_owned());
+                let query = query.to_owned();
                 let handing_over = tokio::spawn(async move {
+                    let opened = match open(&endpoint, &integration, &query).await {
+                        Ok(opened) => opened,
+                        Err(err) => return refusal(err, request_id),
+                    };
                     endpoint.hand_over(opened, parts, bytes, &integration).await
                 });
                 return handing_over.await.map_err(|join| {
@@ -195,7 +209,9 @@ impl McpEndpoint {
                 // rmcp refused the request before the handler took the sandbox.
                 let _ = self.manager.end(&sandbox_id, EndedBy::Failed).await;
             }
-            (None, None) => {} // the handler failed, and ended the sandbox itself
+            // rmcp answered without a session: the handler's initialize failed, and it
+            // ended the sandbox itself.
+            (None, None) => {}
         }
         response
     }
@@ -205,6 +221,7 @@ impl McpEndpoint {
     fn watch(&self, id: String, integration: &str, sandbox_id: String, activity: Arc<Activity>) {
         let session = Arc::new(Session {
             integration: integration.to_owned(),
+            sandbox_id: sandbox_id.clone(),
             activity,
         });
         self.sessions
@@ -236,11 +253,29 @@ impl McpEndpoint {
     }
 }
 
-/// The id of an `initialize` request, when `body` is one.
+/// The id of an `initialize` request, when `body` is one (a notification has no id, and
+/// opens nothing).
 fn initialize_id(body: &[u8]) -> Option<Value> {
     let message: Value = serde_json::from_slice(body).ok()?;
-    (message.get("method")? == "initialize")
-        .then(|| message.get("id").cloned().unwrap_or(Value::Null))
+    (message.get("method")? == "initialize").then(|| message.get("id").cloned())?
+}
+
+/// Does the request meet the transport's rules (a JSON body; accepts both JSON and SSE)?
+/// Checked before a sandbox starts: a request rmcp would refuse starts nothing.
+fn speaks_streamable_http(headers: &hyper::HeaderMap) -> bool {
+    let header = |name: hyper::header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",")
+            .to_ascii_lowercase()
+    };
+    let accept = header(hyper::header::ACCEPT);
+    header(hyper::header::CONTENT_TYPE).starts_with("application/json")
+        && accept.contains("application/json")
+        && accept.contains("text/event-stream")
 }
 
 /// An `initialize` that opened no session: the API's status (and `Retry-After`), with a
@@ -249,8 +284,7 @@ fn initialize_id(body: &[u8]) -> Option<Value> {
 /// the API's error code.
 fn refusal(err: ApiError, request_id: Value) -> Response<Body> {
     let rpc_code = match err.status {
-        StatusCode::TOO_MANY_REQUESTS => -32603,
-        status if status.is_client_error() => -32602,
+        status if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS => -32602,
         _ => -32603,
     };
     let body = json!({
@@ -344,6 +378,8 @@ mod tests {
         assert_eq!(initialize_id(init), Some(json!(7)));
         let list = br#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#;
         assert_eq!(initialize_id(list), None);
+        let notification = br#"{"jsonrpc":"2.0","method":"initialize","params":{}}"#;
+        assert_eq!(initialize_id(notification), None);
         assert_eq!(initialize_id(b"not json"), None);
     }
 

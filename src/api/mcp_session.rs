@@ -15,9 +15,17 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 
+use rmcp::transport::async_rw::AsyncRwTransport;
+
 use crate::mcp::{self, Relay};
 use crate::sandbox::{EndedBy, SandboxInfo, SandboxManager, SandboxStdio};
 use crate::tools::Capability;
+use crate::tools::mask_text;
+
+/// The longest message the daemon reads from a session's sandbox: a tool's answer is cut
+/// well below this (`truncated`), so a longer line is not an answer; it is dropped (and
+/// logged by rmcp), never buffered whole.
+pub const MAX_SANDBOX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// When the session last heard from its client, and whether a call is in flight: a session
 /// is idle only when nothing runs and nothing arrived for `sandbox.idle_timeout`.
@@ -48,7 +56,9 @@ impl Activity {
         self.last.lock().expect("activity lock").elapsed()
     }
 
-    fn begin(self: &Arc<Self>) -> Busy {
+    /// Something runs for the session (a call, an exec in its sandbox): not idle until the
+    /// guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Busy(self.clone())
@@ -56,7 +66,7 @@ impl Activity {
 }
 
 /// A call in flight; its end counts as activity.
-struct Busy(Arc<Activity>);
+pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -155,13 +165,9 @@ impl ServerHandler for SessionHandler {
             })?;
         let id = opened.info.id.clone();
         let stdio = opened.stdio;
-        let relay = match Relay::connect(
-            (stdio.output, stdio.input),
-            "autoheal-daemon",
-            opened.capabilities,
-        )
-        .await
-        {
+        let transport = AsyncRwTransport::new_client(stdio.output, stdio.input)
+            .with_max_line_length(MAX_SANDBOX_MESSAGE_BYTES);
+        let relay = match Relay::connect(transport, "autoheal-daemon", opened.capabilities).await {
             Ok(relay) => relay,
             Err(err) => {
                 let manager = self.manager.clone();
@@ -170,7 +176,10 @@ impl ServerHandler for SessionHandler {
                     .ok()
                     .and_then(|info| info.stderr.map(|s| s.trim().to_owned()))
                     .filter(|s| !s.is_empty())
-                    .map(|s| format!("; it wrote: {}", s.chars().take(500).collect::<String>()))
+                    .map(|s| {
+                        let head: String = s.chars().take(500).collect();
+                        format!("; it wrote: {}", mask_text(&head).0)
+                    })
                     .unwrap_or_default();
                 tracing::warn!(sandbox = %id, error = %err, "an MCP session's sandbox did not serve MCP; ended it");
                 return Err(ErrorData::internal_error(
@@ -233,8 +242,11 @@ impl Drop for SessionHandler {
             let Connected {
                 relay, sandbox_id, ..
             } = connected;
+            // The end first, so its reason is recorded before the program could see its
+            // stdin close and exit on its own.
+            let ended = manager.end(&sandbox_id, EndedBy::SessionClosed).await;
             relay.close().await;
-            match manager.end(&sandbox_id, EndedBy::SessionClosed).await {
+            match ended {
                 Ok(info) => {
                     tracing::info!(sandbox = %sandbox_id, ended_by = ?info.ended_by, "MCP session ended")
                 }

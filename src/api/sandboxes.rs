@@ -127,6 +127,7 @@ pub async fn exec(state: &AppState, id: &str, body: &[u8]) -> Result<Response<Bo
     // outlives sandbox.max_lifetime, so neither does a command in it).
     let max_lifetime = state.live.current().config.sandbox.max_lifetime;
     check.validate(max_lifetime)?;
+    let _session_busy = state.mcp.busy_for_sandbox(id);
     let answer = state
         .sandboxes
         .exec(id, &check.command, check.timeout)

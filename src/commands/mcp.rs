@@ -131,8 +131,8 @@ mod tests {
     #[test]
     fn the_endpoint_url_names_the_integration_and_capabilities() {
         assert_eq!(
-            endpoint_url("http://127.0.0.1:8700/", "prod eu", &[]).unwrap(),
-            "http://127.0.0.1:8700/v1/mcp/prod%20eu"
+            endpoint_url("http://127.0.0.1:8700/", "prod-eu", &[]).unwrap(),
+            "http://127.0.0.1:8700/v1/mcp/prod-eu"
         );
         assert_eq!(
             endpoint_url(

@@ -52,6 +52,8 @@ const STOP_GRACE_SECS: i32 = 2;
 /// How much of an interactive sandbox's stdout may wait, unread, for its reader: beyond it
 /// the container's output waits (backpressure), so a slow reader costs no more memory.
 const LIVE_STDOUT_BUFFER: usize = 256 * 1024;
+/// The same for what is written to its stdin (MCP requests: small).
+const LIVE_STDIN_BUFFER: usize = 64 * 1024;
 
 /// Reads a container's multiplexed output to its end, keeping at most `cap` bytes per stream.
 /// With `live`, stdout goes there as it comes instead (an interactive sandbox's protocol);
@@ -90,6 +92,21 @@ where
         truncated,
     };
     Ok((text(stdout, out_cut), text(stderr, err_cut)))
+}
+
+/// A writer to the container's stdin that closes it (the program sees end of file) once the
+/// writer is dropped. bollard's attach input is one half of the upgraded connection, and
+/// dropping that half shuts nothing down; so the bytes go through a small pipe and a task
+/// that copies them, then half-closes the connection when the pipe ends.
+fn closing_on_drop(
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+) -> DuplexStream {
+    let (ours, mut theirs) = tokio::io::duplex(LIVE_STDIN_BUFFER);
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut theirs, &mut input).await;
+        let _ = input.shutdown().await;
+    });
+    ours
 }
 
 /// Talks to the Docker Engine API.
@@ -520,7 +537,7 @@ impl SandboxBackend for DockerBackend {
         let (live, stdio) = if spec.interactive {
             let (ours, theirs) = tokio::io::duplex(LIVE_STDOUT_BUFFER);
             let stdio = SandboxStdio {
-                input: attached.input,
+                input: Box::pin(closing_on_drop(attached.input)),
                 output: ours,
             };
             (Some(theirs), Some(stdio))

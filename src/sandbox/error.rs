@@ -136,6 +136,7 @@ impl SandboxError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::AtCapacity { retry_after, .. } => Some(*retry_after),
+            Self::ExecBusy { .. } => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -197,7 +197,7 @@ impl SandboxManager {
         self: &Arc<Self>,
         request: SandboxRequest,
         interactive: bool,
-    ) -> Result<Started3, SandboxError> {
+    ) -> Result<StartedSandbox, SandboxError> {
         let manager = self.clone();
         tokio::spawn(async move { manager.start(request, interactive).await })
             .await
@@ -208,7 +208,7 @@ impl SandboxManager {
         self: Arc<Self>,
         request: SandboxRequest,
         interactive: bool,
-    ) -> Result<Started3, SandboxError> {
+    ) -> Result<StartedSandbox, SandboxError> {
         // Checked before queueing for the lock too: shutdown holds it while it drains.
         if self.draining.load(Ordering::SeqCst) {
             return Err(SandboxError::ShuttingDown);
@@ -836,8 +836,6 @@ impl SandboxManager {
     }
 }
 
-/// The image a request may run: its own choice when `sandbox.images` lists it, else the
-/// configured one.
 /// What a command run in a running sandbox did (`POST /v1/sandboxes/{id}/exec`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExecAnswer {
@@ -855,8 +853,10 @@ pub struct ExecAnswer {
 }
 
 /// A started sandbox: what the API shows, its record, and an interactive one's stdio.
-type Started3 = (SandboxInfo, Arc<Record>, Option<SandboxStdio>);
+type StartedSandbox = (SandboxInfo, Arc<Record>, Option<SandboxStdio>);
 
+/// The image a request may run: its own choice when `sandbox.images` lists it, else the
+/// configured one.
 fn admitted_image(sandbox: &SandboxConfig, asked: Option<&str>) -> Result<String, SandboxError> {
     match asked {
         None => Ok(sandbox.image.clone()),
