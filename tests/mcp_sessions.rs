@@ -440,6 +440,30 @@ async fn sessions_end_when_idle_and_refuse_what_they_should() {
 }
 
 #[tokio::test]
+async fn a_session_ends_at_its_sandboxs_deadline() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = TestBed::start_seeded();
+    let daemon = daemon(&bed, "deadline", "max_lifetime = \"6s\"").await;
+    let session = open_raw(&daemon, "us").await;
+    let ended = all_sessions_gone(&daemon).await;
+    assert_eq!(ended[0]["ended_by"], "deadline", "{ended:?}");
+    assert_eq!(ended[0]["state"], "timed_out", "{ended:?}");
+    // The session ends with its sandbox (the watcher closes it right after the end).
+    wait_for("the session's 404", Duration::from_secs(10), || async {
+        let (status, _, _) = post(
+            &daemon,
+            "/v1/mcp/us",
+            Some(CANARY_TOKEN),
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await;
+        (status == 404).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sessions_count_toward_max_running() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = TestBed::start_seeded();

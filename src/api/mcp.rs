@@ -204,13 +204,13 @@ impl McpEndpoint {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match (session, pending.take()) {
+            // A session exists. (When the handler's initialize failed, it has ended the
+            // sandbox already: the watcher sees that end at once and closes the session.)
             (Some(id), None) => self.watch(id, integration, sandbox_id, activity),
             (_, Some(_unused)) => {
                 // rmcp refused the request before the handler took the sandbox.
                 let _ = self.manager.end(&sandbox_id, EndedBy::Failed).await;
             }
-            // rmcp answered without a session: the handler's initialize failed, and it
-            // ended the sandbox itself.
             (None, None) => {}
         }
         response
@@ -238,7 +238,10 @@ impl McpEndpoint {
                 let idle = session.activity.idle_for();
                 if idle >= idle_timeout {
                     tracing::info!(sandbox = %sandbox_id, idle_s = idle.as_secs(), "an MCP session was idle for sandbox.idle_timeout; ending it");
-                    let _ = manager.end(&sandbox_id, EndedBy::IdleTimeout).await;
+                    // The reason first; closing the session then drops its handler,
+                    // which stops the sandbox. Closed before the sandbox is gone, so a
+                    // message after the end always gets the 404.
+                    manager.note_end_reason(&sandbox_id, EndedBy::IdleTimeout);
                     break;
                 }
                 let pause = (idle_timeout - idle).min(IDLE_CHECK_EVERY);

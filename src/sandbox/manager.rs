@@ -631,6 +631,14 @@ impl SandboxManager {
         Ok((*record.ended().await).clone())
     }
 
+    /// Records why sandbox `id` is about to end (kept unless another reason came first),
+    /// for whoever ends it next; ends nothing itself.
+    pub fn note_end_reason(&self, id: &str, reason: EndedBy) {
+        if let Ok(record) = self.record(id) {
+            record.request_end(reason);
+        }
+    }
+
     /// Runs `command` in running sandbox `id` for at most `timeout`, and never past the
     /// sandbox's deadline.
     pub async fn exec(

@@ -185,8 +185,9 @@ pub fn write_config(bed: &TestBed, path: &std::path::Path, port: u16, integratio
     write_config_with(bed, path, port, "", "", integrations);
 }
 
-/// The test config: the daemon on `port`, host-network sandboxes of the test image, and
-/// `server`/`sandbox` lines added to those sections.
+/// The test config: the daemon on `port`, host-network sandboxes of the test image living
+/// at most 2 minutes (unless `sandbox` sets `max_lifetime`), and `server`/`sandbox` lines
+/// added to those sections.
 pub fn write_config_with(
     bed: &TestBed,
     path: &std::path::Path,
@@ -196,6 +197,11 @@ pub fn write_config_with(
     integrations: &str,
 ) {
     let dir = path.parent().unwrap();
+    let max_lifetime = if sandbox.contains("max_lifetime") {
+        ""
+    } else {
+        "max_lifetime = \"2m\""
+    };
     let text = format!(
         r#"
 [server]
@@ -207,7 +213,7 @@ state_dir = "{0}/state"
 [sandbox]
 image = "autoheal-sandbox-test:latest"
 network = "host"
-max_lifetime = "2m"
+{max_lifetime}
 {sandbox}
 {integrations}"#,
         dir.display()
