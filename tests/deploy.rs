@@ -1,6 +1,6 @@
 //! deploy/: the IAM documents on file agree with what `autoheal policy` generates, so the
-//! files an operator copies cannot drift from the catalogue; and the host install script is
-//! idempotent.
+//! files an operator copies cannot drift from the catalogue; the example configuration is
+//! valid and names every key; and the host install script is idempotent.
 
 mod support;
 
@@ -95,9 +95,92 @@ fn the_trust_policy_files_are_what_the_generator_prints() {
     );
 }
 
+/// Every key path of an effective configuration (`server.listen`, `integration.name`, …),
+/// sections included.
+fn key_paths(prefix: &str, value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                into.push(path.clone());
+                key_paths(&path, field, into);
+            }
+        }
+        Value::Array(items) if items.iter().all(Value::is_object) => {
+            for item in items {
+                key_paths(prefix, item, into);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_example_config_is_valid_and_names_every_key() {
+    let example = support::repo_root().join("deploy/autoheal.example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    // The [oidc] section is commented out in the example (it is for OIDC integrations only);
+    // the environment adds it so that its keys are printed too.
+    let out = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["config", "check", "--output", "json", "--config"])
+        .arg(&example)
+        .env("AUTOHEAL_OIDC__ISSUER", "https://oidc.example.com")
+        .env("AUTOHEAL_OIDC__TENANT_SLUG", "example-corp")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys = Vec::new();
+    key_paths("", &effective, &mut keys);
+    assert!(keys.len() > 30, "{keys:?}");
+    assert!(
+        keys.contains(&"sandbox.idle_timeout".to_owned()),
+        "{keys:?}"
+    );
+    // Each key appears as `key =` (commented or not) inside its own section.
+    let mut missing = Vec::new();
+    for path in &keys {
+        let (section, key) = path.split_once('.').unwrap_or((path, ""));
+        let header = if section == "integration" {
+            "[[integration]]".to_owned()
+        } else {
+            format!("[{section}]")
+        };
+        // The section runs from its header line (commented or not) to the next header.
+        let is_header = |line: &str| line.trim_start_matches("# ").starts_with('[');
+        let mut lines = text
+            .lines()
+            .skip_while(|line| line.trim_start_matches("# ") != header);
+        if lines.next().is_none() {
+            missing.push(path.clone());
+            continue;
+        }
+        let body: Vec<&str> = lines.take_while(|line| !is_header(line)).collect();
+        let named = key.is_empty()
+            || body.iter().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+        if !named {
+            missing.push(path.clone());
+        }
+    }
+    assert!(missing.is_empty(), "the example lacks {missing:?}");
+}
+
 fn install(root: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(support::repo_root().join("deploy/install.sh"))
-        .args(["--root", root.to_str().unwrap(), "--no-start"])
+        .args(["--root", root.to_str().unwrap(), "--no-start", "--no-check"])
         .args(["--binary", env!("CARGO_BIN_EXE_autoheal")])
         .args(args)
         .output()
@@ -192,6 +275,107 @@ fn the_install_script_writes_a_valid_config_and_is_idempotent() {
         "the old config stays"
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// install.sh on a host without Docker: a PATH with bash and `dirname` only, plus stand-ins
+/// for the package managers (and systemctl) that record what they were asked. Answers the
+/// run and the record.
+fn install_on_a_bare_host(managers: &[&str], args: &[&str]) -> (std::process::Output, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "autoheal-packages-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["bash", "dirname"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
+    }
+    let log = dir.join("calls");
+    for stand_in in managers.iter().chain(&["systemctl"]) {
+        // apt-cache knows no docker-compose-v2 (as on Debian 12).
+        let answer = if *stand_in == "apt-cache" { 1 } else { 0 };
+        let path = bin.join(stand_in);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{stand_in} $*\" >> \"$CALLS\"\nexit {answer}\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(support::repo_root().join("deploy/install.sh"))
+        .args(["--root", dir.join("root").to_str().unwrap(), "--no-start"])
+        .args(["--binary", env!("CARGO_BIN_EXE_autoheal")])
+        .args(["--account-id", "123456789012"])
+        .args(args)
+        .env("PATH", &bin)
+        .env("CALLS", &log)
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out, calls)
+}
+
+#[test]
+fn the_installer_installs_missing_packages_with_apt_or_dnf() {
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // Debian/Ubuntu: Docker and iptables for the systemd layout; docker-compose (v1.29) where
+    // apt has no docker-compose-v2.
+    let (out, calls) = install_on_a_bare_host(&["apt-get", "apt-cache"], &[]);
+    assert!(
+        calls.contains("apt-get install -y -qq docker.io iptables\n"),
+        "{calls}"
+    );
+    assert!(calls.contains("systemctl enable --now docker\n"), "{calls}");
+    // The stand-ins install nothing, so the run stops there, saying so.
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("docker is still missing"),
+        "{}",
+        stderr(&out)
+    );
+    let (_, calls) = install_on_a_bare_host(&["apt-get", "apt-cache"], &["--method", "compose"]);
+    assert!(
+        calls.contains("apt-get install -y -qq docker.io docker-compose\n"),
+        "{calls}"
+    );
+
+    // Amazon Linux 2023: dnf, with its own package names; no Compose package there.
+    let (out, calls) = install_on_a_bare_host(&["dnf"], &[]);
+    assert!(
+        calls.contains("dnf install -y -q docker iptables-nft\n"),
+        "{calls}"
+    );
+    assert!(calls.contains("systemctl enable --now docker\n"), "{calls}");
+    assert_eq!(out.status.code(), Some(69));
+    let (out, calls) = install_on_a_bare_host(&["dnf"], &["--method", "compose"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        stderr(&out).contains("no Compose package"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!calls.contains("dnf install"), "{calls}");
+
+    // Told not to, or with no package manager: nothing installed, the missing ones named.
+    let (out, calls) = install_on_a_bare_host(&["dnf"], &["--no-packages"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        stderr(&out).contains("missing on this host: docker iptables"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(calls.is_empty(), "{calls}");
+    let (out, _) = install_on_a_bare_host(&[], &[]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        stderr(&out).contains("neither apt-get nor dnf"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

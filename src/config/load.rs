@@ -39,6 +39,16 @@ impl fmt::Display for ConfigIssue {
 pub enum ConfigError {
     #[error("config file {} does not exist (create it, or leave --config out to run on built-in defaults)", path.display())]
     NotFound { path: PathBuf },
+    #[error(
+        "cannot read config file {}: permission denied. Its group ({group}) may read it: add \
+         yourself to that group (sudo usermod -aG {group} $USER, then log in again) or use sudo",
+        path.display()
+    )]
+    NotPermitted {
+        path: PathBuf,
+        /// The file's group, by name where /etc/group has it.
+        group: String,
+    },
     #[error("cannot read config file {}: {source}", path.display())]
     Unreadable {
         path: PathBuf,
@@ -82,6 +92,10 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(ConfigError::NotFound { path: file });
         }
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            let group = file_group(&file);
+            return Err(ConfigError::NotPermitted { path: file, group });
+        }
         Err(source) => return Err(ConfigError::Unreadable { path: file, source }),
     };
     let origin = match &contents {
@@ -94,6 +108,26 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     }
     figment = figment.merge(config_env());
     extract(figment, contents.is_some(), origin)
+}
+
+/// The name of `path`'s group (its number when /etc/group does not name it) — the group
+/// operators join to read the configuration (`autoheal` when install.sh wrote it).
+fn file_group(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(gid) = std::fs::metadata(path).map(|m| m.gid()) else {
+        return "autoheal".into();
+    };
+    std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|groups| {
+            groups.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse() == Ok(gid)).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
 }
 
 /// Validates TOML text alone (no environment): for tests and for checking a config

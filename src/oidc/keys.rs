@@ -106,7 +106,8 @@ impl KeyRing {
     }
 
     /// Creates a new key in `dir` (the directory mode 0700, the file 0600, never
-    /// overwriting) and answers it.
+    /// overwriting) and answers it. A directory it creates goes to the owner of the one
+    /// above (the state directory, the daemon's user's), the key to the directory's owner.
     pub fn generate(
         dir: &Path,
         algorithm: KeyAlgorithm,
@@ -116,12 +117,16 @@ impl KeyRing {
             dir: dir.to_owned(),
             reason: e.to_string(),
         };
+        let existed = dir.is_dir();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(dir_err)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+        if !existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            hand_to_directory_owner(parent, dir)?;
+        }
         let der = match algorithm {
             KeyAlgorithm::Rs256 => {
                 aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
@@ -166,10 +171,10 @@ impl KeyRing {
     }
 }
 
-/// Gives a new key to whoever owns the key directory — the daemon's user — so a key made
-/// with `sudo autoheal oidc keygen` is one the daemon can read. When that cannot be done
-/// (not root, the directory someone else's), the key is removed and the error says how to
-/// make it as the right user.
+/// Gives a new key (or key directory) to whoever owns the directory it is in — the daemon's
+/// user — so a key made with `sudo autoheal oidc keygen` is one the daemon can read. When
+/// that cannot be done (not root, the directory someone else's), the new file is removed and
+/// the error says how to make it as the right user.
 fn hand_to_directory_owner(dir: &Path, key: &Path) -> Result<(), OidcError> {
     use std::os::unix::fs::MetadataExt;
     let owner = fs::metadata(dir).map_err(|e| OidcError::KeyDir {
@@ -184,7 +189,11 @@ fn hand_to_directory_owner(dir: &Path, key: &Path) -> Result<(), OidcError> {
         return Ok(());
     }
     std::os::unix::fs::chown(key, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
-        let _ = fs::remove_file(key);
+        let _ = if key.is_dir() {
+            fs::remove_dir(key)
+        } else {
+            fs::remove_file(key)
+        };
         OidcError::KeyDir {
             dir: dir.to_owned(),
             reason: format!(
@@ -320,6 +329,18 @@ mod tests {
             let meta = fs::metadata(&key.path).unwrap();
             assert_eq!((meta.uid(), meta.gid()), (daemon_user, daemon_user));
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            // A key directory keygen has to create (before the daemon's first start) goes to
+            // the owner of the state directory above it, and so does its key.
+            let fresh = dir.join("oidc");
+            let key = KeyRing::generate(&fresh, KeyAlgorithm::Es256, SystemTime::now()).unwrap();
+            for made in [&fresh, &key.path] {
+                let meta = fs::metadata(made).unwrap();
+                assert_eq!(
+                    (meta.uid(), meta.gid()),
+                    (daemon_user, daemon_user),
+                    "{made:?}"
+                );
+            }
         } else {
             // Not root: the directory cannot be given away, so the test makes the key's
             // hand-over impossible the other way round and checks the refusal.
