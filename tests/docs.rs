@@ -1,7 +1,8 @@
 //! The docs cannot rot: every fenced block marked ```` ```sh test ```` in `docs/*.md` runs
-//! here, against a test bed seeded in two regions, with `autoheal` on the PATH and the test
-//! bed's keys in the environment. A file's blocks run in order in one shell (`set -euo
-//! pipefail`), in a scratch directory.
+//! here, against a test bed seeded in two regions, with `autoheal` and the AWS CLI (the test
+//! bed's) on the PATH and the test bed's keys in the environment (its IMDS emulator in
+//! `TESTBED_IMDS_ENDPOINT`, for the blocks that need an instance role). A file's blocks run in
+//! order in one shell (`set -euo pipefail`), in a scratch directory.
 
 mod support;
 
@@ -39,8 +40,9 @@ fn every_runnable_block_in_the_docs_runs() {
     ]);
     let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_autoheal"));
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         binary.parent().unwrap().display(),
+        support::testbed_python().parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut ran = Vec::new();
@@ -72,6 +74,7 @@ fn every_runnable_block_in_the_docs_runs() {
             .env("AWS_SECRET_ACCESS_KEY", "testbed")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("TESTBED_IMDS_ENDPOINT", &bed.imds_endpoint)
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AUTOHEAL_CONFIG")
             .output()
