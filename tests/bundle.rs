@@ -208,7 +208,8 @@ async fn the_bundle_installs_without_cargo_and_runs_a_sandbox() {
 
 /// `config check` and `check` by a user who is not root but in the configuration's group
 /// (the installer makes it `autoheal`; here the system's `nogroup`, as `--root` creates no
-/// group); a user outside it is told what to do.
+/// group); a user outside it is told what to do, and so is an operator who needs the OIDC
+/// signing keys (the daemon's user's alone).
 fn operators_in_the_group_check_without_root(root: &Path, bed: &TestBed) {
     let config = root.join("etc/autoheal/autoheal.toml");
     std::os::unix::fs::chown(&config, Some(0), Some(65534)).unwrap();
@@ -245,6 +246,37 @@ fn operators_in_the_group_check_without_root(root: &Path, bed: &TestBed) {
         told.contains("permission denied") && told.contains("usermod -aG"),
         "{told}"
     );
+
+    // OIDC: root makes the key (the state directory is root's here, 0700).
+    let keys = root.join("var/lib/autoheal/oidc");
+    let oidc_config = root.join("etc/autoheal/oidc.toml");
+    std::fs::write(
+        &oidc_config,
+        format!(
+            "[oidc]\nissuer = \"https://oidc.example.com\"\ntenant_slug = \"example\"\n\
+             key_dir = \"{}\"\n\n[[integration]]\nname = \"fed\"\naccount_id = \"{ACCOUNT}\"\n\
+             auth = \"oidc\"\nrole_arn = \"arn:aws:iam::{ACCOUNT}:role/AutohealOidcRole\"\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let keygen = Command::new(&cli)
+        .args(["oidc", "keygen", "--config"])
+        .arg(&oidc_config)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", said(&keygen));
+    let token = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&cli)
+        .args(["oidc", "token", "--integration", "fed", "--config"])
+        .arg(&oidc_config)
+        .output()
+        .unwrap();
+    assert!(!token.status.success(), "{}", said(&token));
+    let told = String::from_utf8_lossy(&token.stderr);
+    assert!(told.contains("sudo -u autoheal"), "{told}");
+    std::fs::remove_file(&oidc_config).unwrap();
 }
 
 /// The installed binary and configuration serve (state, token and port moved into the test's

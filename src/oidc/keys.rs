@@ -87,6 +87,15 @@ impl KeyRing {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(OidcError::KeyDir {
+                    dir: dir.to_owned(),
+                    reason: "permission denied: the signing keys are for the daemon's user only \
+                             (operators in the autoheal group may read the configuration, not \
+                             the keys). Run it as that user: sudo -u autoheal autoheal check"
+                        .into(),
+                });
+            }
             Err(e) => {
                 return Err(OidcError::KeyDir {
                     dir: dir.to_owned(),
