@@ -18,7 +18,7 @@ use autoheal::config::load_from_str;
 use autoheal::credentials::{CredentialBroker, InstanceRole, RefreshPolicy};
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::ProvideCredentials;
-use support::TestBed;
+use support::{TestBed, percentile};
 
 const ROLE: &str = "arn:aws:iam::210987654321:role/AutohealCrossAccountRole";
 const NEEDED: Duration = Duration::from_secs(15 * 60);
@@ -29,11 +29,6 @@ struct Run {
     latencies: Vec<Duration>,
     imds_gets: u64,
     sts_calls: usize,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 async fn imds_gets(bed: &TestBed) -> u64 {

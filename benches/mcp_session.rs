@@ -33,15 +33,11 @@ use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
-use support::TestBed;
 use support::daemon::{CANARY_TOKEN, Daemon, serving};
+use support::{TestBed, percentile};
 
 const IMAGE: &str = "autoheal-sandbox-test:latest";
 const ARGS: &str = r#"{"state": "ALARM"}"#;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn report(name: &str, mut times: Vec<Duration>) -> Duration {
     times.sort();
@@ -88,13 +84,9 @@ async fn aws_call_alone(client: &aws_sdk_cloudwatch::Client) {
 }
 
 fn bare_cli(bed: &TestBed) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+    let out = bed
+        .tool_command()
         .args(["tool", "alarms_list", "--args", ARGS, "--output", "json"])
-        .env("AWS_ENDPOINT_URL", &bed.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testbed")
-        .env("AWS_SECRET_ACCESS_KEY", "testbed")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{TestBed, wait_for};
+use support::{TestBed, percentile, wait_for};
 
 const IMAGE: &str = "autoheal-sandbox-test:latest";
 const TOKEN: &str = "bench-api-token-0123456789abcdef";
@@ -25,10 +25,6 @@ const TOKEN: &str = "bench-api-token-0123456789abcdef";
 const BLOCKED: &str = "198.18.216.254";
 /// The sandbox network the daemon creates: in the test range, never Docker's own pool.
 const SUBNET: &str = "198.18.124.0/24";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use serde_json::{Value, json};
 use support::TestBed;
@@ -20,14 +20,9 @@ struct McpClient {
 
 impl McpClient {
     fn start(bed: &TestBed) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        let mut child = bed
+            .tool_command()
             .arg("mcp")
-            .env("AWS_ENDPOINT_URL", &bed.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testbed")
-            .env("AWS_SECRET_ACCESS_KEY", "testbed")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_SESSION_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

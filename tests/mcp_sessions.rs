@@ -84,6 +84,14 @@ async fn all_sessions_gone(daemon: &Daemon) -> Vec<Value> {
 
 /// One JSON-RPC message POSTed to the endpoint, as raw HTTP: (status, session id, the
 /// messages of the answer — SSE `data:` lines or a JSON body).
+/// `tools/list` (JSON-RPC id `id`) in session `session` at `path`: the status and messages.
+async fn list_tools(daemon: &Daemon, path: &str, session: &str, id: u64) -> (u16, Vec<Value>) {
+    let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
+    let (status, _, messages) =
+        post(daemon, path, Some(CANARY_TOKEN), Some(session), message).await;
+    (status, messages)
+}
+
 async fn post(
     daemon: &Daemon,
     path: &str,
@@ -241,14 +249,7 @@ async fn the_python_sdk_runs_an_investigation_in_one_session_sandbox() {
     assert_eq!(sandboxes[0]["ended_by"], "session_closed", "{sandboxes:?}");
     assert_eq!(sandboxes[0]["command"], json!(["autoheal", "mcp"]));
     let session = summary["session_id"].as_str().unwrap();
-    let (status, _, _) = post(
-        &daemon,
-        "/v1/mcp/us",
-        Some(CANARY_TOKEN),
-        Some(session),
-        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
-    )
-    .await;
+    let (status, _) = list_tools(&daemon, "/v1/mcp/us", session, 9).await;
     assert_eq!(status, 404, "an ended session is not found");
 }
 
@@ -380,14 +381,7 @@ async fn sessions_end_when_idle_and_refuse_what_they_should() {
     let session = open_raw(&daemon, "us").await;
     for id in 2..5 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (status, _, messages) = post(
-            &daemon,
-            "/v1/mcp/us",
-            Some(CANARY_TOKEN),
-            Some(&session),
-            json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}),
-        )
-        .await;
+        let (status, messages) = list_tools(&daemon, "/v1/mcp/us", &session, id).await;
         assert_eq!(status, 200, "{messages:?}");
         let result = messages.iter().find(|m| m["id"] == id).unwrap();
         assert_eq!(result["result"]["tools"].as_array().unwrap().len(), 21);
@@ -402,25 +396,11 @@ async fn sessions_end_when_idle_and_refuse_what_they_should() {
     assert_eq!(ended[0]["ended_by"], "idle_timeout", "{ended:?}");
     assert_eq!(ended[0]["state"], "stopped");
     // A message to the ended session: the specification's 404.
-    let (status, _, _) = post(
-        &daemon,
-        "/v1/mcp/us",
-        Some(CANARY_TOKEN),
-        Some(&session),
-        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
-    )
-    .await;
+    let (status, _) = list_tools(&daemon, "/v1/mcp/us", &session, 9).await;
     assert_eq!(status, 404);
     // A session id of another integration is not found there either.
     let session = open_raw(&daemon, "us").await;
-    let (status, _, _) = post(
-        &daemon,
-        "/v1/mcp/eu",
-        Some(CANARY_TOKEN),
-        Some(&session),
-        json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}),
-    )
-    .await;
+    let (status, _) = list_tools(&daemon, "/v1/mcp/eu", &session, 10).await;
     assert_eq!(status, 404);
     // DELETE ends it at once.
     let response = daemon
@@ -450,14 +430,7 @@ async fn a_session_ends_at_its_sandboxs_deadline() {
     assert_eq!(ended[0]["state"], "timed_out", "{ended:?}");
     // The session ends with its sandbox (the watcher closes it right after the end).
     wait_for("the session's 404", Duration::from_secs(10), || async {
-        let (status, _, _) = post(
-            &daemon,
-            "/v1/mcp/us",
-            Some(CANARY_TOKEN),
-            Some(&session),
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-        )
-        .await;
+        let (status, _) = list_tools(&daemon, "/v1/mcp/us", &session, 2).await;
         (status == 404).then_some(())
     })
     .await;

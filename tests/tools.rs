@@ -24,7 +24,8 @@ fn world() -> &'static TestBed {
 
 /// Runs `autoheal tool NAME --args ARGS --output json` with the test bed's keys.
 fn tool_on(bed: &TestBed, name: &str, args: Value) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+    let out = bed
+        .tool_command()
         .args([
             "tool",
             name,
@@ -33,13 +34,6 @@ fn tool_on(bed: &TestBed, name: &str, args: Value) -> (i32, Value) {
             "--output",
             "json",
         ])
-        .env("AWS_ENDPOINT_URL", &bed.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testbed")
-        .env("AWS_SECRET_ACCESS_KEY", "testbed")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
         .output()
         .expect("run autoheal tool");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -840,7 +834,8 @@ fn secrets_in_log_lines_are_masked_unless_asked_not_to() {
         "the rest of the line stays: {text}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+    let out = world()
+        .tool_command()
         .args([
             "tool",
             "logs_search",
@@ -850,11 +845,6 @@ fn secrets_in_log_lines_are_masked_unless_asked_not_to() {
             "json",
             "--no-mask",
         ])
-        .env("AWS_ENDPOINT_URL", &world().endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testbed")
-        .env("AWS_SECRET_ACCESS_KEY", "testbed")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     let raw = String::from_utf8_lossy(&out.stdout);

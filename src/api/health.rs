@@ -81,14 +81,20 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+/// Registers a gauge holding `value` (a count taken when /metrics is asked).
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: usize) {
+    let gauge: Gauge = Gauge::default();
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, gauge);
+}
+
 /// The credentials endpoint's tokens in force and how its requests ended.
 fn register_credentials_endpoint(registry: &mut Registry, endpoint: &CredentialsEndpoint) {
-    let tokens: Gauge = Gauge::default();
-    tokens.set(endpoint.len() as i64);
-    registry.register(
+    gauge(
+        registry,
         "credentials_endpoint_tokens",
         "Sandbox tokens the credentials endpoint accepts now (one per running sandbox with credentials = endpoint)",
-        tokens,
+        endpoint.len(),
     );
     let requests = Family::<OutcomeLabel, Counter>::default();
     for (outcome, count) in endpoint.outcomes().counts() {
@@ -122,26 +128,23 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         &state.live.current().broker.states(),
         SystemTime::now(),
     );
-    let running: Gauge = Gauge::default();
-    running.set(state.sandboxes.running() as i64);
-    registry.register(
+    gauge(
+        &mut registry,
         "sandboxes_running",
         "Sandboxes starting or running now (at most sandbox.max_running)",
-        running,
+        state.sandboxes.running(),
     );
-    let known: Gauge = Gauge::default();
-    known.set(state.sandboxes.known() as i64);
-    registry.register(
+    gauge(
+        &mut registry,
         "sandboxes_known",
         "Sandboxes remembered, running and finished (finished ones at most sandbox.history)",
-        known,
+        state.sandboxes.known(),
     );
-    let sessions: Gauge = Gauge::default();
-    sessions.set(state.mcp.open_sessions() as i64);
-    registry.register(
+    gauge(
+        &mut registry,
         "mcp_sessions_open",
         "MCP sessions open at /v1/mcp (each one a running sandbox, counted in sandboxes_running)",
-        sessions,
+        state.mcp.open_sessions(),
     );
     register_credentials_endpoint(&mut registry, state.sandboxes.credentials_endpoint());
     let egress = Family::<DecisionLabel, Counter>::default();

@@ -348,7 +348,8 @@ fn capabilities(query: &str) -> Result<Option<Vec<Capability>>, ApiError> {
                     StatusCode::BAD_REQUEST,
                     "bad_request",
                     format!(
-                        "capabilities: {name:?} is not a capability (logs, metrics, ec2, ecs, eks, elasticache, identity)"
+                        "capabilities: {name:?} is not a capability ({})",
+                        Capability::names(&Capability::ALL, ", ")
                     ),
                 ));
             }

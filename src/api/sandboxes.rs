@@ -11,7 +11,7 @@ use serde_json::json;
 use super::AppState;
 use super::response::{ApiError, Body, json};
 use crate::config::CredentialsDelivery;
-use crate::sandbox::SandboxRequest;
+use crate::sandbox::{SandboxRequest, validate_command};
 use crate::tools::Capability;
 
 /// The body of `POST /v1/sandboxes`.
@@ -114,24 +114,13 @@ pub async fn exec(state: &AppState, id: &str, body: &[u8]) -> Result<Response<Bo
         let path = err.path().to_string();
         bad(format!("{path}: {}", err.into_inner()))
     })?;
-    let check = SandboxRequest {
-        integration: String::new(),
-        command: body.command,
-        image: None,
-        timeout: timeout_of(body.timeout)?,
-        env: BTreeMap::new(),
-        capabilities: None,
-        credentials: None,
-    };
+    let timeout = timeout_of(body.timeout)?;
     // The same rules for argv and timeout as a sandbox's own command (a sandbox never
     // outlives sandbox.max_lifetime, so neither does a command in it).
     let max_lifetime = state.live.current().config.sandbox.max_lifetime;
-    check.validate(max_lifetime)?;
+    validate_command(&body.command, timeout, max_lifetime)?;
     let _session_busy = state.mcp.busy_for_sandbox(id);
-    let answer = state
-        .sandboxes
-        .exec(id, &check.command, check.timeout)
-        .await?;
+    let answer = state.sandboxes.exec(id, &body.command, timeout).await?;
     Ok(json(StatusCode::OK, &answer))
 }
 

@@ -13,7 +13,7 @@ use crate::cli::{Cli, McpArgs};
 use crate::config;
 use crate::exit_code::Exit;
 use crate::mcp::{Relay, RelayServer, ToolsServer};
-use crate::tools::AwsContext;
+use crate::tools::{AwsContext, Capability};
 
 pub async fn run(cli: &Cli, args: &McpArgs) -> Exit {
     match (&args.daemon, &args.integration) {
@@ -100,7 +100,7 @@ async fn bridge(cli: &Cli, args: &McpArgs, daemon: &str, integration: &str) -> E
 fn endpoint_url(
     daemon: &str,
     integration: &str,
-    capabilities: &[crate::tools::Capability],
+    capabilities: &[Capability],
 ) -> Result<String, String> {
     let mut url = url::Url::parse(daemon)
         .ok()
@@ -113,12 +113,10 @@ fn endpoint_url(
         .pop_if_empty()
         .extend(["v1", "mcp", integration]);
     if !capabilities.is_empty() {
-        let names: Vec<String> = capabilities
-            .iter()
-            .filter_map(|c| serde_json::to_value(c).ok())
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect();
-        url.set_query(Some(&format!("capabilities={}", names.join(","))));
+        url.set_query(Some(&format!(
+            "capabilities={}",
+            Capability::names(capabilities, ",")
+        )));
     }
     Ok(url.to_string())
 }
@@ -126,7 +124,6 @@ fn endpoint_url(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::Capability;
 
     #[test]
     fn the_endpoint_url_names_the_integration_and_capabilities() {

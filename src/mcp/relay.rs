@@ -109,7 +109,7 @@ impl Relay {
                      new session with the capability this tool needs, or without ?capabilities= \
                      for every tool)",
                     request.name,
-                    capability_list(self.capabilities.as_deref().unwrap_or_default())
+                    Capability::names(self.capabilities.as_deref().unwrap_or_default(), ",")
                 ),
                 None,
             ));
@@ -137,15 +137,6 @@ fn allows(capabilities: Option<&[Capability]>, tool: &str) -> bool {
         }
         _ => true,
     }
-}
-
-fn capability_list(capabilities: &[Capability]) -> String {
-    capabilities
-        .iter()
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// An upstream failure as the relay's client sees it: the upstream's own MCP error as it
@@ -208,7 +199,7 @@ mod tests {
         assert!(allows(logs, "no_such_tool"));
         assert!(allows(logs, "whoami"));
         assert_eq!(
-            capability_list(&[Capability::Logs, Capability::Ec2]),
+            Capability::names(&[Capability::Logs, Capability::Ec2], ","),
             "logs,ec2"
         );
     }

@@ -41,35 +41,47 @@ pub struct SandboxRequest {
     pub credentials: Option<CredentialsDelivery>,
 }
 
+/// The rules for a command and its timeout, a sandbox's own or one run in it by exec: a
+/// program named, bounded arguments, a timeout above zero and within `max_lifetime`.
+pub fn validate_command(
+    command: &[String],
+    timeout: Option<Duration>,
+    max_lifetime: Duration,
+) -> Result<(), SandboxError> {
+    let bad = |m: String| Err(SandboxError::BadRequest(m));
+    if command.first().is_none_or(|program| program.is_empty()) {
+        return bad(
+            "command: must name a program, such as [\"autoheal\", \"tool\", \"whoami\"]".into(),
+        );
+    }
+    if command.len() > MAX_ARGS {
+        return bad(format!("command: at most {MAX_ARGS} arguments"));
+    }
+    if let Some(at) = command.iter().position(|a| has_nul_or_too_long(a)) {
+        return bad(format!(
+            "command[{at}]: no NUL characters and at most {MAX_VALUE_BYTES} bytes"
+        ));
+    }
+    if let Some(timeout) = timeout {
+        if timeout.is_zero() {
+            return bad("timeout: must be longer than zero".into());
+        }
+        if timeout > max_lifetime {
+            return bad(format!(
+                "timeout: {} is longer than sandbox.max_lifetime ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(max_lifetime)
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl SandboxRequest {
     /// Checks the request's own shape against the longest life a sandbox may have.
     pub fn validate(&self, max_lifetime: Duration) -> Result<(), SandboxError> {
         let bad = |m: String| Err(SandboxError::BadRequest(m));
-        if self.command.is_empty() || self.command[0].is_empty() {
-            return bad(
-                "command: must name a program, such as [\"autoheal\", \"tool\", \"whoami\"]".into(),
-            );
-        }
-        if self.command.len() > MAX_ARGS {
-            return bad(format!("command: at most {MAX_ARGS} arguments"));
-        }
-        if let Some(at) = self.command.iter().position(|a| has_nul_or_too_long(a)) {
-            return bad(format!(
-                "command[{at}]: no NUL characters and at most {MAX_VALUE_BYTES} bytes"
-            ));
-        }
-        if let Some(timeout) = self.timeout {
-            if timeout.is_zero() {
-                return bad("timeout: must be longer than zero".into());
-            }
-            if timeout > max_lifetime {
-                return bad(format!(
-                    "timeout: {} is longer than sandbox.max_lifetime ({})",
-                    humantime::format_duration(timeout),
-                    humantime::format_duration(max_lifetime)
-                ));
-            }
-        }
+        validate_command(&self.command, self.timeout, max_lifetime)?;
         if self.env.len() > MAX_ENV_VARS {
             return bad(format!("env: at most {MAX_ENV_VARS} variables"));
         }

@@ -57,7 +57,7 @@ pub use endpoint_delivery::{
 pub use error::SandboxError;
 pub use fake::FakeBackend;
 pub use faulty::{FaultyBackend, Operation};
-pub use info::{EndedBy, SandboxInfo, SandboxKind, SandboxRequest, SandboxState};
+pub use info::{EndedBy, SandboxInfo, SandboxKind, SandboxRequest, SandboxState, validate_command};
 pub use manager::{
     DEFAULT_OUTPUT_CAP, ExecAnswer, HEALTH_CHECK_EVERY, RETRY_AFTER, START_MARGIN, SandboxManager,
 };

@@ -66,6 +66,41 @@ pub enum Capability {
     Identity,
 }
 
+impl Capability {
+    /// Every capability, in the order `autoheal policy permissions --capability` lists them.
+    pub const ALL: [Capability; 7] = [
+        Capability::Logs,
+        Capability::Metrics,
+        Capability::Ec2,
+        Capability::Ecs,
+        Capability::Eks,
+        Capability::Elasticache,
+        Capability::Identity,
+    ];
+
+    /// The name a user writes (`--capability`, `?capabilities=`, the JSON answers).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Logs => "logs",
+            Capability::Metrics => "metrics",
+            Capability::Ec2 => "ec2",
+            Capability::Ecs => "ecs",
+            Capability::Eks => "eks",
+            Capability::Elasticache => "elasticache",
+            Capability::Identity => "identity",
+        }
+    }
+
+    /// Names joined with `separator`.
+    pub fn names(capabilities: &[Capability], separator: &str) -> String {
+        capabilities
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(separator)
+    }
+}
+
 /// One tool, as each service file defines it.
 pub trait Tool: Send + Sync + 'static {
     type Args: DeserializeOwned + JsonSchema + Send;
@@ -239,6 +274,17 @@ mod tests {
                 "{} needs a real description",
                 tool.name
             );
+        }
+    }
+
+    #[test]
+    fn a_capability_has_one_name_everywhere() {
+        use clap::ValueEnum;
+        assert_eq!(Capability::ALL.len(), Capability::value_variants().len());
+        for capability in Capability::ALL {
+            let name = capability.name();
+            assert_eq!(serde_json::to_value(capability).unwrap(), name);
+            assert_eq!(Capability::from_str(name, false), Ok(capability));
         }
     }
 }

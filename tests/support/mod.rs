@@ -305,6 +305,28 @@ pub fn trust(principal: &str) -> Value {
     })
 }
 
+impl TestBed {
+    /// `autoheal` with the test bed's keys, endpoint and region in its environment and IMDS
+    /// off: a tool run on the command line the way a sandbox runs it.
+    pub fn tool_command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_autoheal"));
+        command
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testbed")
+            .env("AWS_SECRET_ACCESS_KEY", "testbed")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+        command
+    }
+}
+
+/// The `p` quantile (0.0–1.0) of `sorted`, nearest rank: for the benchmarks' figures.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
 impl Drop for TestBed {
     fn drop(&mut self) {
         let _ = self.child.kill();
