@@ -40,8 +40,9 @@ pub enum ConfigError {
     #[error("config file {} does not exist (create it, or leave --config out to run on built-in defaults)", path.display())]
     NotFound { path: PathBuf },
     #[error(
-        "cannot read config file {}: permission denied. Its group ({group}) may read it: add \
-         yourself to that group (sudo usermod -aG {group} $USER, then log in again) or use sudo",
+        "cannot read config file {}: permission denied. Operators read it through its group \
+         ({group}; install.sh makes it 0640 root:autoheal): join that group (sudo usermod -aG \
+         {group} $USER, then log in again) or use sudo",
         path.display()
     )]
     NotPermitted {

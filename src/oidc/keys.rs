@@ -90,9 +90,11 @@ impl KeyRing {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 return Err(OidcError::KeyDir {
                     dir: dir.to_owned(),
-                    reason: "permission denied: the signing keys are for the daemon's user only \
-                             (operators in the autoheal group may read the configuration, not \
-                             the keys). Run it as that user: sudo -u autoheal autoheal check"
+                    reason: "permission denied: the signing keys are readable by the daemon's \
+                             user only (autoheal under systemd, root in the compose layout; \
+                             operators in the autoheal group read the configuration, not the \
+                             keys). Run this as that user (sudo -u autoheal autoheal …), or \
+                             give the keys to it (chown -R autoheal: on the key directory)"
                         .into(),
                 });
             }
