@@ -17,9 +17,10 @@
 #       [--no-packages] [--force-config]
 #
 # --root DIR installs the files under DIR instead of / (for images and tests): no user is
-# created and nothing is chowned. --no-start writes the files but does not enable or start
-# anything; --no-check skips the final `autoheal check`; --no-packages never installs host
-# packages (a missing one is an error).
+# created and nothing is chowned, but missing host packages are still installed and the
+# bundle's images loaded into this host's Docker. --no-start writes the files but does not
+# enable or start anything; --no-check skips the final `autoheal check`; --no-packages never
+# installs host packages (a missing one is an error).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -45,6 +46,10 @@ say() { echo "install.sh: $*"; }
 
 while (($#)); do
   case "$1" in
+    --method|--binary|--root|--name|--account-id|--region|--auth|--role-arn|--external-id|--issuer|--tenant-slug)
+      [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+  esac
+  case "$1" in
     --method) method="${2:-}"; shift ;;
     --binary) binary="${2:-}"; shift ;;
     --root) root="${2:-}"; shift ;;
@@ -60,7 +65,7 @@ while (($#)); do
     --external-id) external_id="${2:-}"; shift ;;
     --issuer) issuer="${2:-}"; shift ;;
     --tenant-slug) tenant_slug="${2:-}"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -83,10 +88,9 @@ if [[ -f $HERE/autoheal.service && -f $HERE/docker-compose.yml ]]; then
   compose_file="$HERE/docker-compose.yml"
   images="$HERE/autoheal-images.tar"
   [[ -n $binary ]] || binary="$HERE/autoheal"
-  if [[ -f $HERE/SHA256SUMS ]]; then
-    (cd "$HERE" && sha256sum --quiet --strict -c SHA256SUMS) \
-      || fail 65 "the bundle's files do not match SHA256SUMS: download it again"
-  fi
+  [[ -f $HERE/SHA256SUMS ]] || fail 65 "the bundle has no SHA256SUMS: download it again"
+  (cd "$HERE" && sha256sum --quiet --strict -c SHA256SUMS) \
+    || fail 65 "the bundle's files do not match SHA256SUMS: download it again"
 else
   bundle=false
   REPO="$(dirname "$HERE")"
@@ -118,6 +122,9 @@ if [[ $method == compose ]] && ! has_compose; then missing+=(compose); fi
 if ((${#missing[@]})); then
   $packages || fail 69 "missing on this host: ${missing[*]} (run without --no-packages to install them)"
   if command -v apt-get >/dev/null 2>&1; then
+    # Waits for the dpkg lock: at first boot, cloud-init or unattended-upgrades may hold it.
+    apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+    apt_get update -qq
     names=()
     for need in "${missing[@]}"; do
       case "$need" in
@@ -127,8 +134,7 @@ if ((${#missing[@]})); then
       esac
     done
     say "installing ${names[*]} (apt-get)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${names[@]}"
+    apt_get install -y -qq "${names[@]}"
   elif command -v dnf >/dev/null 2>&1; then
     names=()
     for need in "${missing[@]}"; do
@@ -164,7 +170,9 @@ toml_string() {
   printf '"%s"' "$out"
 }
 
-# install_file SRC DEST MODE: copies when the content differs; says what it did.
+# install_file SRC DEST MODE: copies when the content differs; says what it did. Notes in
+# `changed` that something the running service uses was replaced.
+changed=false
 install_file() {
   local src="$1" dest="$2" mode="$3"
   if [[ -f $dest ]] && cmp -s "$src" "$dest"; then
@@ -172,6 +180,7 @@ install_file() {
   else
     install -D -m "$mode" "$src" "$dest"
     say "installed $dest"
+    changed=true
   fi
 }
 
@@ -219,14 +228,16 @@ fi
 if $bundle && [[ -f $HERE/autoheal.example.toml ]]; then
   install_file "$HERE/autoheal.example.toml" "$root/etc/autoheal/autoheal.example.toml" 0644
 fi
-# The state directory (API token, OIDC keys, audit log) belongs to the daemon's user: root
-# in the compose layout, autoheal under systemd — so a key made by `sudo autoheal oidc
-# keygen` before the first start is handed to the right user.
+# The state directory (API token, OIDC keys, audit log) belongs to the daemon's user, all of
+# it: root in the compose layout, autoheal under systemd — so a key `sudo autoheal oidc
+# keygen` made before this run, or a token from the other layout, is one the daemon reads.
 state="$root/var/lib/autoheal"
-if [[ ! -d $state ]]; then install -d -m 0700 "$state"; say "created $state"; fi
+if [[ ! -d $state ]]; then say "created $state"; fi
+install -d -m 0700 "$state"
 if [[ -z $root ]]; then
   chgrp autoheal "$config"
-  if [[ $method == systemd ]]; then chown autoheal:autoheal "$state"; fi
+  if [[ $method == systemd ]]; then owner=autoheal:autoheal; else owner=root:root; fi
+  chown -R "$owner" "$state"
 fi
 
 # The images: from the bundle with docker load (no registry, no cargo); from a checkout,
@@ -240,6 +251,8 @@ if [[ $method == systemd ]]; then
   install_file "$unit" "$root/etc/systemd/system/autoheal.service" 0644
   if $start; then
     systemctl daemon-reload
+    # A new binary, unit or config takes effect now, not at the next reboot.
+    if $changed && systemctl is-active --quiet autoheal; then systemctl restart autoheal; fi
     systemctl enable --now autoheal
     say "autoheal is enabled and started: systemctl status autoheal"
   fi
@@ -276,7 +289,8 @@ fi
 if [[ $method == systemd ]]; then
   reload="sudo systemctl reload autoheal"
 else
-  reload="sudo docker compose -f /opt/autoheal/docker-compose.yml kill -s HUP autoheal"
+  if docker compose version >/dev/null 2>&1; then runner="docker compose"; else runner="docker-compose"; fi
+  reload="sudo $runner -f /opt/autoheal/docker-compose.yml kill -s HUP autoheal"
 fi
 checked=0
 if $check; then

@@ -34,6 +34,16 @@ const BUNDLE_FILES: [&str; 8] = [
 
 struct Scratch(PathBuf);
 
+/// The installed daemon, stopped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -189,6 +199,24 @@ async fn the_bundle_installs_without_cargo_and_runs_a_sandbox() {
         assert!(!stdout.contains("installed /"), "{stdout}");
         assert!(stdout.contains("kept the existing"), "{stdout}");
     }
+
+    // A bundle changed after packaging is refused before anything is installed.
+    let tampered = scratch.0.join("root-tampered");
+    let compose_file = bundle.join("docker-compose.yml");
+    let mut text = std::fs::read_to_string(&compose_file).unwrap();
+    text.push_str("# changed\n");
+    std::fs::write(&compose_file, text).unwrap();
+    let refused = install(&bundle, &bed, &tampered, "compose");
+    assert_eq!(refused.status.code(), Some(65), "{}", said(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("SHA256SUMS"),
+        "{}",
+        said(&refused)
+    );
+    assert!(
+        !tampered.exists(),
+        "nothing installed from a tampered bundle"
+    );
     eprintln!(
         "bundle: {:.1} MiB; packaged in {:.1}s, unpacked in {:.1}s; install.sh to a passing check: {}",
         size as f64 / (1024.0 * 1024.0),
@@ -309,7 +337,7 @@ async fn the_installed_daemon_runs_a_sandbox(root: &Path, bed: &TestBed) {
         ),
     ];
     let cli = root.join("usr/local/bin/autoheal");
-    let mut daemon = Command::new(&cli)
+    let daemon = Command::new(&cli)
         .args(["serve", "--config"])
         .arg(&config)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -320,6 +348,7 @@ async fn the_installed_daemon_runs_a_sandbox(root: &Path, bed: &TestBed) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let _daemon = KillOnDrop(daemon);
     let http = reqwest::Client::new();
     wait_for(
         "the installed daemon to be ready",
@@ -337,8 +366,6 @@ async fn the_installed_daemon_runs_a_sandbox(root: &Path, bed: &TestBed) {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     assert!(run.status.success(), "{}", said(&run));
     let answer = String::from_utf8_lossy(&run.stdout);
     assert!(answer.contains(ACCOUNT), "{answer}");

@@ -324,9 +324,13 @@ fn the_installer_installs_missing_packages_with_apt_or_dnf() {
 
     // Debian/Ubuntu: Docker and iptables for the systemd layout; docker-compose (v1.29) where
     // apt has no docker-compose-v2.
+    // The lists are updated first, and apt waits for a dpkg lock cloud-init may hold.
     let (out, calls) = install_on_a_bare_host(&["apt-get", "apt-cache"], &[]);
     assert!(
-        calls.contains("apt-get install -y -qq docker.io iptables\n"),
+        calls.starts_with(
+            "apt-get -o DPkg::Lock::Timeout=600 update -qq\n\
+             apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker.io iptables\n"
+        ),
         "{calls}"
     );
     assert!(calls.contains("systemctl enable --now docker\n"), "{calls}");
@@ -339,7 +343,9 @@ fn the_installer_installs_missing_packages_with_apt_or_dnf() {
     );
     let (_, calls) = install_on_a_bare_host(&["apt-get", "apt-cache"], &["--method", "compose"]);
     assert!(
-        calls.contains("apt-get install -y -qq docker.io docker-compose\n"),
+        calls.contains(
+            "apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker.io docker-compose\n"
+        ),
         "{calls}"
     );
 
