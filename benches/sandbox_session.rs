@@ -55,11 +55,7 @@ async fn main() {
     let bed = TestBed::start();
     let dir = std::env::temp_dir().join(format!("autoheal-bench-session-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let config = dir.join("autoheal.toml");
     let integration = |name: &str, session: &str| {
         format!(

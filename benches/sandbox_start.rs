@@ -68,11 +68,7 @@ async fn main() {
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("autoheal-bench-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let network = format!("autoheal-bench-{id}");
     let config = dir.join("autoheal.toml");
     std::fs::write(

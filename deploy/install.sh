@@ -105,12 +105,12 @@ else
 fi
 [[ -n $binary && -x $binary ]] || die "no autoheal binary: use the release bundle, build it (cargo build --release) or pass --binary PATH"
 
-# has_compose: docker compose (v2) or docker-compose (v1.29) is there.
-has_compose() {
-  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1
-}
-compose() {
-  if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
+# compose_command: the Compose on this host, `docker compose` (v2) or `docker-compose`
+# (v1.29); nothing when neither is.
+compose_command() {
+  if docker compose version >/dev/null 2>&1; then echo "docker compose"
+  elif command -v docker-compose >/dev/null 2>&1; then echo "docker-compose"
+  fi
 }
 
 # Host packages: Docker always; iptables for the systemd layout (the daemon keeps its
@@ -118,7 +118,7 @@ compose() {
 missing=()
 command -v docker >/dev/null 2>&1 || missing+=(docker)
 if [[ $method == systemd ]]; then command -v iptables >/dev/null 2>&1 || missing+=(iptables); fi
-if [[ $method == compose ]] && ! has_compose; then missing+=(compose); fi
+if [[ $method == compose && -z $(compose_command) ]]; then missing+=(compose); fi
 if ((${#missing[@]})); then
   $packages || fail 69 "missing on this host: ${missing[*]} (run without --no-packages to install them)"
   if command -v apt-get >/dev/null 2>&1; then
@@ -263,7 +263,8 @@ else
       $bundle && fail 69 "the daemon image autoheal:latest is missing although the bundle was loaded"
       "$REPO/scripts/build-daemon-image" --release
     fi
-    compose -f "$root/opt/autoheal/docker-compose.yml" up -d
+    # shellcheck disable=SC2046 # `docker compose` is two words
+    $(compose_command) -f "$root/opt/autoheal/docker-compose.yml" up -d
     say "autoheal is running: docker compose -f /opt/autoheal/docker-compose.yml ps"
   fi
   # The daemon's image carries the iptables of the machine that built it; its rules must be
@@ -289,8 +290,7 @@ fi
 if [[ $method == systemd ]]; then
   reload="sudo systemctl reload autoheal"
 else
-  if docker compose version >/dev/null 2>&1; then runner="docker compose"; else runner="docker-compose"; fi
-  reload="sudo $runner -f /opt/autoheal/docker-compose.yml kill -s HUP autoheal"
+  reload="sudo $(compose_command) -f /opt/autoheal/docker-compose.yml kill -s HUP autoheal"
 fi
 checked=0
 if $check; then

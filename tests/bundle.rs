@@ -86,19 +86,24 @@ fn package(dir: &Path) -> PathBuf {
     tarball
 }
 
-/// `install.sh` from the unpacked bundle, as root would run it from user data, but under
-/// `--root` and with the system PATH only.
-fn install(bundle: &Path, bed: &TestBed, root: &Path, method: &str) -> Output {
-    Command::new(bundle.join("install.sh"))
-        .args(["--root", root.to_str().unwrap(), "--method", method])
-        .args(["--no-start", "--account-id", ACCOUNT, "--name", INTEGRATION])
+/// `command` as on an EC2 host: the system PATH only, the instance role through the IMDS
+/// emulator, no static keys, and the test bed instead of AWS (for `autoheal check`).
+fn on_the_host<'a>(command: &'a mut Command, bed: &TestBed) -> &'a mut Command {
+    command
         .env("PATH", SYSTEM_PATH)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &bed.imds_endpoint)
-        // The test bed instead of AWS, for the install's own `autoheal check`.
         .env("AWS_ENDPOINT_URL", &bed.endpoint)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_SESSION_TOKEN")
+}
+
+/// `install.sh` from the unpacked bundle, as root would run it from user data, but under
+/// `--root` and with the system PATH only.
+fn install(bundle: &Path, bed: &TestBed, root: &Path, method: &str) -> Output {
+    on_the_host(&mut Command::new(bundle.join("install.sh")), bed)
+        .args(["--root", root.to_str().unwrap(), "--method", method])
+        .args(["--no-start", "--account-id", ACCOUNT, "--name", INTEGRATION])
         .env_remove("AUTOHEAL_CONFIG")
         .output()
         .unwrap()
@@ -243,19 +248,13 @@ fn operators_in_the_group_check_without_root(root: &Path, bed: &TestBed) {
     std::os::unix::fs::chown(&config, Some(0), Some(65534)).unwrap();
     let cli = root.join("usr/local/bin/autoheal");
     let as_operator = |groups: &str, args: &[&str]| {
-        Command::new("setpriv")
+        on_the_host(&mut Command::new("setpriv"), bed)
             .args(["--reuid=65534", "--regid=65533", groups, "--"])
             .arg(&cli)
             .args(args)
             .arg("--config")
             .arg(&config)
-            .env("PATH", SYSTEM_PATH)
             .env("HOME", "/nonexistent")
-            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &bed.imds_endpoint)
-            .env("AWS_ENDPOINT_URL", &bed.endpoint)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_SESSION_TOKEN")
             .output()
             .unwrap()
     };
@@ -316,11 +315,7 @@ async fn the_installed_daemon_runs_a_sandbox(root: &Path, bed: &TestBed) {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("endpoint_url = \"{}\"\n", bed.endpoint));
     std::fs::write(&config, text).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let state = root.join("var/lib/autoheal");
     let env = [
         ("PATH", SYSTEM_PATH.to_owned()),

@@ -100,11 +100,7 @@ async fn the_compose_stack_serves_and_starts_a_sandbox() {
     let dir = std::env::temp_dir().join(format!("autoheal-compose-{id}"));
     let (config_dir, state_dir) = (dir.join("config"), dir.join("state"));
     std::fs::create_dir_all(&config_dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let network = format!("autoheal-test-compose-{id}");
     std::fs::write(
         config_dir.join("autoheal.toml"),

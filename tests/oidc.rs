@@ -192,11 +192,7 @@ fn keys_documents_and_tokens_verify_with_an_independent_implementation() {
 async fn the_daemon_serves_its_documents_and_gets_credentials_through_web_identity() {
     let bed = TestBed::start();
     let dir = temp_dir("serve");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let config = config(
         &dir,
         &format!(

@@ -69,11 +69,7 @@ impl Daemon {
         sandbox: &str,
         integrations: &str,
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let config = dir.join("autoheal.toml");
         write_config_with(bed, &config, port, server, sandbox, integrations);
         let mut child = Command::new(env!("CARGO_BIN_EXE_autoheal"))

@@ -322,6 +322,14 @@ impl TestBed {
     }
 }
 
+/// A loopback port free at the time of asking (the OS picks it), for a daemon to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// The `p` quantile (0.0–1.0) of `sorted`, nearest rank: for the benchmarks' figures.
 pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
